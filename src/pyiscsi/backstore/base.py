@@ -1,0 +1,81 @@
+"""The backing-store interface: byte-addressed, block-sized, optionally memory-addressable.
+
+A memory-addressable store (RAM, mmap'd file) hands out ``view(offset, length)``: a
+memoryview of its own memory, which is what data pointer table entries point into, so
+Data-Out payloads land in the store with no copy. Other stores implement ``readinto`` and
+``write`` only and are staged through a buffer by the caller.
+"""
+
+from __future__ import annotations
+
+import abc
+
+
+class StoreError(Exception):
+    """A backing-store operation failed; carries the SCSI sense to report.
+
+    ``sense_key``/``asc``/``ascq`` follow SPC-4 (e.g. MEDIUM ERROR 0x03/0x0C/0x00 for a write
+    error, 0x03/0x11/0x00 for an unrecovered read error, DATA PROTECT 0x07/0x27/0x07 for
+    space allocation failed write protect).
+    """
+
+    def __init__(self, message: str, sense_key: int = 0x03, asc: int = 0x0C, ascq: int = 0x00):
+        super().__init__(message)
+        self.sense_key = sense_key
+        self.asc = asc
+        self.ascq = ascq
+
+
+class BackingStore(abc.ABC):
+    """A LUN's bytes. Offsets and lengths are in bytes; callers keep them block aligned."""
+
+    size: int
+    """Capacity in bytes (a multiple of ``block_size``)."""
+    block_size: int
+    read_only: bool
+    name: str
+    """Human-readable identity (path or ``ram``), used in logs and the serial number."""
+
+    @property
+    def memory_addressable(self) -> bool:
+        """True when :meth:`view` hands out the store's own memory."""
+        return False
+
+    def view(self, offset: int, length: int) -> memoryview:
+        """A writable memoryview of the store's own memory for ``[offset, offset+length)``."""
+        raise NotImplementedError(f"{type(self).__name__} is not memory-addressable")
+
+    @abc.abstractmethod
+    def readinto(self, offset: int, buffer: memoryview) -> None:
+        """Fill ``buffer`` with the bytes at ``offset``."""
+
+    @abc.abstractmethod
+    def write(self, offset: int, data: memoryview | bytes) -> None:
+        """Store ``data`` at ``offset`` (a copy for memory-addressable stores)."""
+
+    def prepare_write(self, offset: int, length: int) -> None:  # noqa: B027
+        """Make ``[offset, offset+length)`` safe to write through :meth:`view`.
+
+        The file store allocates the blocks here (so a full disk is a :class:`StoreError`,
+        never a SIGBUS when the mapping is written). Default: nothing to do.
+        """
+
+    @abc.abstractmethod
+    def flush(self, offset: int = 0, length: int | None = None) -> None:
+        """Make the range (default: everything) stable (SYNCHRONIZE CACHE, FUA)."""
+
+    def unmap(self, offset: int, length: int) -> None:
+        """Release the range; it reads back as zeros afterwards (UNMAP, WRITE SAME/UNMAP)."""
+        zero = bytes(min(length, 1 << 20))
+        done = 0
+        while done < length:
+            n = min(len(zero), length - done)
+            self.write(offset + done, zero[:n])
+            done += n
+
+    def is_mapped(self, offset: int, length: int) -> bool:
+        """Whether any block of the range is allocated (GET LBA STATUS). Default: mapped."""
+        return True
+
+    def close(self) -> None:  # noqa: B027
+        """Flush and release resources."""

@@ -1,0 +1,20 @@
+"""Tag-steered direct data placement (US 7,512,663 / US 8,099,470; Fig 9B-9D)."""
+
+from .counters import COUNTERS, CopyCounters
+from .table import (
+    ConnectionRegistry,
+    DataPointerTable,
+    PlacementError,
+    TableEntry,
+)
+from .tag import Tag
+
+__all__ = [
+    "COUNTERS",
+    "ConnectionRegistry",
+    "CopyCounters",
+    "DataPointerTable",
+    "PlacementError",
+    "TableEntry",
+    "Tag",
+]

@@ -1,0 +1,36 @@
+"""Counters of payload bytes: placed directly vs staged-then-copied, receive and send.
+
+A *copy* is any user-space move of payload bytes (ours or the event loop's write
+buffering); kernel socket and page-cache copies do not count (design notes §1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(slots=True)
+class CopyCounters:
+    """Process-wide byte counters, readable at run time (``snapshot()``)."""
+
+    rx_placed: int = 0
+    """Payload bytes received straight into their destination (no user-space copy)."""
+    rx_staged: int = 0
+    """Payload bytes that arrived in a staging read and were copied once to their destination."""
+    rx_discarded: int = 0
+    """Payload bytes drained into the scratch sink (rejected, aborted, out of bounds)."""
+    tx_zero_copy: int = 0
+    """Payload bytes handed to the transport as views of their home memory, never copied."""
+    tx_copied: int = 0
+    """Payload bytes copied on send (event-loop write buffering, staged data)."""
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)
+
+    def reset(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
+COUNTERS = CopyCounters()
+"""The process's counters; every connection adds to these."""

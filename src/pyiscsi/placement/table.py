@@ -1,0 +1,223 @@
+"""The data pointer table (Fig 9C) and the process-wide connection lookup table.
+
+One :class:`DataPointerTable` per connection: fixed-capacity entries, each holding where a
+burst's bytes live (destination memoryview), the burst's buffer offset and length, bytes
+received so far and a generation. Allocation and lookup are O(1) (a free list and an array
+index). A Data-Out is placed at ``destination[BufferOffset - entry.offset:]``: the same
+arithmetic as Fig 9D's ``pointer + (BufferOffset - data offset)``.
+
+Every tag is validated before a byte is accepted (the checks of RFC 5041 §7 for tagged
+buffers): index in range, entry live, generation current, connection matching, and the
+payload inside the burst, in order. A failure raises :class:`PlacementError` carrying the
+Reject reason (RFC 7143 §11.17.1: 0x09 invalid PDU field).
+"""
+
+from __future__ import annotations
+
+from ..proto.errors import PduRejected
+from ..proto.wire import RejectReason
+from . import tag as tagfmt
+
+
+class PlacementError(PduRejected):
+    """A tag or offset that must not be written through; the payload goes to the sink."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(RejectReason.INVALID_PDU_FIELD, message)
+
+
+class TableEntry:
+    """One row of Fig 9C: where a burst lands, plus bookkeeping."""
+
+    __slots__ = (
+        "destination",
+        "discarding",
+        "generation",
+        "in_use",
+        "index",
+        "itt",
+        "length",
+        "lun",
+        "next_offset",
+        "offset",
+        "owner",
+        "received",
+    )
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.generation = 0
+        self.in_use = False
+        self.destination: memoryview | None = None
+        self.offset = 0
+        self.length = 0
+        self.received = 0
+        self.next_offset = 0
+        self.itt = 0
+        self.lun = 0
+        self.owner: object = None
+        self.discarding = False
+
+    @property
+    def complete(self) -> bool:
+        return self.received >= self.length
+
+
+class DataPointerTable:
+    """Per-connection table of burst destinations addressed by the tags we hand out."""
+
+    def __init__(self, connection_number: int, capacity: int = tagfmt.MAX_ENTRIES,
+                 first_index: int = 0) -> None:
+        if not 0 <= connection_number <= tagfmt.MAX_CONNECTION_NUMBER:
+            raise ValueError(f"connection number 0x{connection_number:x} out of range")
+        if not 0 < capacity <= tagfmt.MAX_ENTRIES:
+            raise ValueError(f"capacity {capacity} out of range 1..{tagfmt.MAX_ENTRIES}")
+        self.connection_number = connection_number
+        self.entries = [TableEntry(i) for i in range(capacity)]
+        # Free list as a stack; lowest index popped first so tags are predictable (Fig 9).
+        self._free = list(range(capacity - 1, first_index - 1, -1))
+
+    def __len__(self) -> int:
+        return len(self.entries) - len(self._free)
+
+    @property
+    def free_entries(self) -> int:
+        return len(self._free)
+
+    def allocate(self, destination: memoryview, offset: int, length: int, *, itt: int = 0,
+                 lun: int = 0, owner: object = None, index: int | None = None) -> int:
+        """Bind a free entry to ``destination`` for burst ``[offset, offset+length)``.
+
+        Returns the tag to send (TTT of the R2T / ITT of the command). ``index`` picks a
+        specific free entry (used to replay Fig 9 exactly); normally the free list decides.
+        """
+        if len(destination) < length:
+            raise ValueError("destination smaller than the burst")
+        if index is None:
+            if not self._free:
+                raise MemoryError("data pointer table full")
+            index = self._free.pop()
+        else:
+            self._free.remove(index)
+        entry = self.entries[index]
+        entry.in_use = True
+        entry.destination = destination
+        entry.offset = offset
+        entry.length = length
+        entry.received = 0
+        entry.next_offset = offset
+        entry.itt = itt
+        entry.lun = lun
+        entry.owner = owner
+        entry.discarding = False
+        return tagfmt.pack(self.connection_number, index, entry.generation)
+
+    def lookup(self, tag: int) -> TableEntry:
+        """The live entry a tag names, or :class:`PlacementError` (unknown/stale/foreign)."""
+        if tag & 0xFFFF != self.connection_number:
+            raise PlacementError(f"tag 0x{tag:08x} belongs to another connection")
+        index = (tag >> 16) & 0xFFF
+        if index >= len(self.entries):
+            raise PlacementError(f"tag 0x{tag:08x}: no entry {index}")
+        entry = self.entries[index]
+        if not entry.in_use or entry.generation != (tag >> 28):
+            raise PlacementError(f"tag 0x{tag:08x} is stale")
+        return entry
+
+    def place(self, tag: int, buffer_offset: int, length: int, *, itt: int | None = None,
+              lun: int | None = None, in_order: bool = True) -> tuple[TableEntry, memoryview]:
+        """Validate a Data-Out against its entry; return the entry and the destination slice.
+
+        The slice is ``destination[buffer_offset - entry.offset:][:length]``. Checks: the tag
+        (see :meth:`lookup`), ITT/LUN of the owning task, ``offset <= BufferOffset`` and
+        ``BufferOffset + length <= offset + burst length``, and with ``in_order`` (DataPDUInOrder
+        =Yes, RFC 7143 §13.19) that BufferOffset is the next expected one (no gap, no overlap).
+        """
+        entry = self.lookup(tag)
+        if itt is not None and itt != entry.itt:
+            raise PlacementError(f"tag 0x{tag:08x}: ITT 0x{itt:08x} is not its task")
+        if lun is not None and lun != entry.lun:
+            raise PlacementError(f"tag 0x{tag:08x}: LUN does not match its task")
+        start = buffer_offset - entry.offset
+        if start < 0 or start + length > entry.length:
+            raise PlacementError(
+                f"tag 0x{tag:08x}: bytes [{buffer_offset:#x}, {buffer_offset + length:#x}) "
+                f"outside burst [{entry.offset:#x}, {entry.offset + entry.length:#x})")
+        if in_order and buffer_offset != entry.next_offset:
+            raise PlacementError(
+                f"tag 0x{tag:08x}: BufferOffset {buffer_offset:#x}, expected "
+                f"{entry.next_offset:#x}")
+        assert entry.destination is not None
+        return entry, entry.destination[start:start + length]
+
+    def account(self, entry: TableEntry, buffer_offset: int, length: int) -> None:
+        """Record that ``length`` bytes at ``buffer_offset`` have landed."""
+        entry.received += length
+        entry.next_offset = buffer_offset + length
+
+    def repoint(self, tag: int, destination: memoryview) -> None:
+        """Repoint a live entry (e.g. at a discard sink for an aborted task, §4.2.3.3)."""
+        entry = self.lookup(tag)
+        entry.destination = destination
+        entry.discarding = True
+
+    def free(self, tag: int) -> None:
+        """Release an entry and bump its generation: the old tag becomes stale."""
+        entry = self.lookup(tag)
+        self._release(entry)
+
+    def _release(self, entry: TableEntry) -> None:
+        entry.in_use = False
+        entry.destination = None
+        entry.owner = None
+        entry.generation = (entry.generation + 1) % tagfmt.GENERATIONS
+        self._free.append(entry.index)
+
+    def clear(self) -> None:
+        """Free every live entry (connection teardown)."""
+        for entry in self.entries:
+            if entry.in_use:
+                self._release(entry)
+
+
+class ConnectionRegistry:
+    """The process-wide connection lookup table (claim 1 of '663: the tag names the connection).
+
+    Assigns connection numbers unique among live connections, never 0xFFFF.
+    """
+
+    def __init__(self) -> None:
+        self._live: dict[int, object] = {}
+        self._next = 1
+
+    def register(self, connection: object, number: int | None = None) -> int:
+        if number is None:
+            for _ in range(tagfmt.MAX_CONNECTION_NUMBER):
+                candidate = self._next
+                self._next = self._next % tagfmt.MAX_CONNECTION_NUMBER + 1
+                if candidate not in self._live:
+                    number = candidate
+                    break
+            else:
+                raise MemoryError("no free connection number")
+        elif number in self._live or not 0 <= number <= tagfmt.MAX_CONNECTION_NUMBER:
+            raise ValueError(f"connection number 0x{number:x} unavailable")
+        self._live[number] = connection
+        return number
+
+    def lookup(self, tag: int) -> object:
+        """The connection a tag belongs to (lower 16 bits)."""
+        try:
+            return self._live[tag & 0xFFFF]
+        except KeyError:
+            raise PlacementError(f"tag 0x{tag:08x}: no such connection") from None
+
+    def unregister(self, number: int) -> None:
+        self._live.pop(number, None)
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+
+REGISTRY = ConnectionRegistry()
+"""This process's connection lookup table."""

@@ -1,0 +1,321 @@
+"""Receive-side framing: BHS -> AHS -> header digest -> data -> pad -> data digest.
+
+A buffer-oriented, sans-IO state machine (the shape of tgt's receive path): the I/O layer
+asks :meth:`Receiver.get_buffer` where the next bytes go and reports with
+:meth:`Receiver.advance` how many landed there. The buffer is either a staging area
+(headers, small payloads, padding, digests) or, once a header has been decoded and routed,
+the payload's final destination itself: the slice of the store a data pointer table entry
+points at. That is direct placement (design notes §1, §5): large payloads arrive straight
+into their home; payload bytes that happened to arrive inside a staging read are copied
+once and counted as staged.
+
+The router (the connection engine) decides each payload's destination at header time:
+a memoryview (placed), ``None`` (a control payload such as login text, collected into a
+fresh buffer and handed over in the event), or :data:`DISCARD` (drained into a scratch
+sink). A router that raises :class:`PduRejected` gets the payload drained into the sink and
+the rejection reported in the event, so the connection can answer with a Reject PDU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from ..placement.counters import COUNTERS, CopyCounters
+from . import digest
+from .errors import DigestError, PduRejected, RemoteProtocolError
+from .pdu import Pdu, decode_bhs, padded
+from .wire import BHS_LENGTH, DIGEST_LENGTH, RejectReason
+
+
+class _Discard:
+    """Sentinel: drain this payload into the scratch sink."""
+
+    def __repr__(self) -> str:
+        return "DISCARD"
+
+
+DISCARD: Final = _Discard()
+Route = memoryview | _Discard | None
+
+
+class PayloadRouter(Protocol):
+    """Decides where a PDU's data segment goes, given its decoded header."""
+
+    def route(self, pdu: Pdu, header: bytes, ahs: bytes) -> Route: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PduReceived:
+    """One whole PDU has arrived (header, digest-checked payload).
+
+    ``data`` holds a control payload (``route`` returned None). For placed payloads it is
+    None: the bytes are already at their destination. ``rejected`` is set when the router
+    refused the PDU; its payload was drained into the sink.
+    """
+
+    pdu: Pdu | None
+    header: bytes
+    ahs: bytes = b""
+    data: bytes | None = None
+    rejected: PduRejected | None = None
+    placed: int = 0
+    """Payload bytes received straight into the destination (no copy)."""
+    staged: int = 0
+    """Payload bytes copied from a staging read into the destination."""
+
+
+_HEADER, _PAYLOAD, _DIRECT, _TAIL = range(4)
+
+
+class Receiver:
+    """The receive state machine of one connection (RFC 7143 §11.2).
+
+    ``staging_size`` bounds the staging reads; payload remainders of at least
+    ``direct_threshold`` bytes are received directly into their destination. After a
+    directly placed payload the next header is read exactly (48 bytes plus AHS and digest),
+    so a stream of large Data-Outs is placed entirely directly.
+    """
+
+    def __init__(self, router: PayloadRouter, *, max_data_length: int = 8192,
+                 staging_size: int = 65536, direct_threshold: int = 4096,
+                 sink_size: int = 65536, counters: CopyCounters = COUNTERS) -> None:
+        self.router = router
+        self.max_data_length = max_data_length
+        self.header_digest = False
+        self.data_digest = False
+        self.direct_threshold = direct_threshold
+        self.counters = counters
+        self._stage = bytearray(max(staging_size, BHS_LENGTH + 1024 + 2 * DIGEST_LENGTH))
+        self._view = memoryview(self._stage)
+        self._start = 0
+        self._end = 0
+        self._sink = memoryview(bytearray(sink_size))
+        self._scratch = bytearray()
+        self._exact = False
+        self._state = _HEADER
+        self._events: list[PduReceived] = []
+        # current PDU
+        self._pdu: Pdu | None = None
+        self._header = b""
+        self._ahs = b""
+        self._length = 0
+        self._pos = 0
+        self._dest: memoryview | None = None
+        self._final_dest: memoryview | None = None
+        self._control: bytearray | None = None
+        self._discard = False
+        self._rejected: PduRejected | None = None
+        self._placed = 0
+        self._staged = 0
+        self._tail = 0
+
+    # ------------------------------------------------------------------ I/O side
+
+    def get_buffer(self) -> memoryview:
+        """Where the next received bytes should be written."""
+        if self._state == _DIRECT:
+            return self._slice(self._pos, self._length - self._pos)
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif len(self._stage) - self._end < BHS_LENGTH + 1024 + 2 * DIGEST_LENGTH:
+            n = self._end - self._start
+            self._stage[:n] = self._view[self._start:self._end]
+            self._start, self._end = 0, n
+        limit = len(self._stage)
+        if self._exact:
+            want = self._wanted()
+            if want > 0:
+                limit = min(limit, self._start + want)
+        return self._view[self._end:limit]
+
+    def advance(self, nbytes: int) -> list[PduReceived]:
+        """``nbytes`` were written into the last buffer; returns the PDUs completed."""
+        if nbytes <= 0:
+            return []
+        if self._state == _DIRECT:
+            self._pos += nbytes
+            self._placed += nbytes
+            if self._pos == self._length:
+                self._state = _TAIL
+                self._exact = True
+        else:
+            self._end += nbytes
+        self._process()
+        events, self._events = self._events, []
+        return events
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[PduReceived]:
+        """Copy ``data`` through the buffer interface (tests, fuzzers, stream drivers)."""
+        events: list[PduReceived] = []
+        src = memoryview(data)
+        while src:
+            buf = self.get_buffer()
+            n = min(len(buf), len(src))
+            buf[:n] = src[:n]
+            src = src[n:]
+            events.extend(self.advance(n))
+        return events
+
+    # ------------------------------------------------------------------ internals
+
+    def _wanted(self) -> int:
+        """Bytes still needed in staging to make progress in the current state."""
+        avail = self._end - self._start
+        if self._state == _HEADER:
+            need = BHS_LENGTH
+            if avail >= BHS_LENGTH:
+                need += self._stage[self._start + 4] * 4
+                need += DIGEST_LENGTH if self.header_digest else 0
+            return need - avail
+        if self._state == _TAIL:
+            return self._tail - avail
+        return 0
+
+    def _slice(self, pos: int, n: int) -> memoryview:
+        if self._discard:
+            return self._sink[:min(n, len(self._sink))]
+        assert self._dest is not None
+        return self._dest[pos:pos + n]
+
+    def _process(self) -> None:
+        while True:
+            avail = self._end - self._start
+            if self._state == _HEADER:
+                if avail < BHS_LENGTH:
+                    return
+                ahs_len = self._stage[self._start + 4] * 4
+                hlen = BHS_LENGTH + ahs_len
+                need = hlen + (DIGEST_LENGTH if self.header_digest else 0)
+                if avail < need:
+                    return
+                self._begin(hlen)
+                self._start += need
+            elif self._state == _PAYLOAD:
+                take = min(self._length - self._pos, avail)
+                while take:
+                    chunk = self._slice(self._pos, take)
+                    n = len(chunk)
+                    chunk[:] = self._view[self._start:self._start + n]
+                    self._start += n
+                    self._pos += n
+                    self._staged += n
+                    take -= n
+                remaining = self._length - self._pos
+                if remaining == 0:
+                    self._state = _TAIL
+                elif remaining >= self.direct_threshold:
+                    self._state = _DIRECT
+                    return
+                else:
+                    return
+            elif self._state == _TAIL:
+                if avail < self._tail:
+                    return
+                tail = bytes(self._view[self._start:self._start + self._tail])
+                self._start += self._tail
+                self._finish(tail)
+            else:  # _DIRECT: bytes arrive through get_buffer only
+                return
+
+    def _begin(self, hlen: int) -> None:
+        raw = bytes(self._view[self._start:self._start + hlen])
+        header, ahs = raw[:BHS_LENGTH], raw[BHS_LENGTH:]
+        if self.header_digest:
+            got = self._view[self._start + hlen:self._start + hlen + DIGEST_LENGTH]
+            if not digest.verify(got, raw):
+                raise DigestError("header")
+        length = int.from_bytes(header[5:8], "big")
+        self._header, self._ahs, self._length = header, ahs, length
+        self._pos = self._placed = self._staged = 0
+        self._dest = self._final_dest = None
+        self._control = None
+        self._discard = False
+        self._rejected = None
+        self._pdu = None
+        self._tail = padded(length) - length
+        if length and self.data_digest:
+            self._tail += DIGEST_LENGTH
+        self._state = _PAYLOAD if length else _TAIL
+        self._exact = False
+        try:
+            self._pdu = decode_bhs(header)
+            if length > self.max_data_length:
+                raise PduRejected(RejectReason.PROTOCOL_ERROR,
+                                  f"DataSegmentLength {length} > MaxRecvDataSegmentLength "
+                                  f"{self.max_data_length}", header)
+            route = self.router.route(self._pdu, header, ahs)
+        except PduRejected as exc:
+            if not exc.header:
+                exc.header = header
+            self._rejected = exc
+            route = DISCARD
+        if not length:
+            return
+        if route is None:
+            self._control = bytearray(length)
+            self._dest = memoryview(self._control)
+        elif isinstance(route, _Discard):
+            self._discard = True
+        else:
+            if len(route) != length:
+                raise RemoteProtocolError("router returned a destination of the wrong size")
+            if self.data_digest:
+                # Verify before a byte touches the store: stage, check, then copy once.
+                if len(self._scratch) < length:
+                    self._scratch = bytearray(length)
+                self._final_dest = route
+                self._dest = memoryview(self._scratch)[:length]
+            else:
+                self._dest = route
+
+    def _finish(self, tail: bytes) -> None:
+        length = self._length
+        placed, staged = self._placed, self._staged
+        if length and self.data_digest and not self._discard:
+            assert self._dest is not None
+            if not digest.verify(tail[-DIGEST_LENGTH:], self._dest[:length],
+                                 tail[:-DIGEST_LENGTH]):
+                # RFC 7143 §7.8: Reject with reason 0x02; the command is then failed.
+                self._rejected = PduRejected(RejectReason.DATA_DIGEST_ERROR,
+                                             "data digest mismatch", self._header)
+                self._final_dest = None
+        if self._final_dest is not None:
+            assert self._dest is not None
+            self._final_dest[:] = self._dest[:length]
+            placed, staged = 0, length
+        data = None
+        if self._control is not None:
+            data = bytes(self._control)
+        elif self._discard or self._rejected is not None:
+            self.counters.rx_discarded += length
+            placed = staged = 0
+        else:
+            self.counters.rx_placed += placed
+            self.counters.rx_staged += staged
+        self._events.append(PduReceived(self._pdu, self._header, self._ahs, data,
+                                        self._rejected, placed, staged))
+        self._state = _HEADER
+        self._exact = self._placed > 0 and not self._discard
+        self._dest = self._final_dest = None
+        self._control = None
+
+
+def frame(header: bytes, payload: bytes | bytearray | memoryview | None = None, *,
+          header_digest: bool = False, data_digest: bool = False,
+          ahs: bytes = b"") -> list[bytes | bytearray | memoryview]:
+    """The buffers that put one PDU on the wire: BHS[+AHS][+digest], payload, pad[+digest].
+
+    The payload is passed through as given (a view of its home memory: no copy here).
+    """
+    head = header + ahs if ahs else header
+    out: list[bytes | bytearray | memoryview] = [
+        head + digest.digest_bytes(head) if header_digest else head]
+    if payload is not None and len(payload):
+        out.append(payload)
+        pad = b"\0" * (padded(len(payload)) - len(payload))
+        if data_digest:
+            pad += digest.digest_bytes(payload, pad)
+        if pad:
+            out.append(pad)
+    return out

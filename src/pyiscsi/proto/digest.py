@@ -1,13 +1,15 @@
-"""CRC32C header and data digests (RFC 7143 §7.8, §11.2.1), C-backed via google-crc32c.
+"""CRC32C header and data digests (RFC 7143 §7.8, §11.2.1), via the C ``crc32c`` package.
 
 The digest travels least significant byte first, as Linux open-iscsi and libiscsi send it.
+``crc32c`` (SSE4.2/ARMv8 hardware paths) reads any buffer, memoryviews of the store included,
+without a copy; google-crc32c only takes bytes, which would cost a copy per payload.
 """
 
 from __future__ import annotations
 
 import struct
 
-import google_crc32c
+import crc32c as _crc32c
 
 _LE32 = struct.Struct("<I")
 
@@ -16,7 +18,7 @@ def crc32c(*parts: bytes | bytearray | memoryview) -> int:
     """CRC32C (Castagnoli) over the concatenation of ``parts``."""
     crc = 0
     for part in parts:
-        crc = google_crc32c.extend(crc, part)
+        crc = _crc32c.crc32c(part, crc)
     return int(crc)
 
 

@@ -18,6 +18,7 @@ the rejection reported in the event, so the connection can answer with a Reject 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -79,8 +80,13 @@ class Receiver:
 
     def __init__(self, router: PayloadRouter, *, max_data_length: int = 8192,
                  staging_size: int = 65536, direct_threshold: int = 4096,
-                 sink_size: int = 65536, counters: CopyCounters = COUNTERS) -> None:
+                 sink_size: int = 65536, counters: CopyCounters = COUNTERS,
+                 on_pdu: Callable[[PduReceived], None] | None = None) -> None:
         self.router = router
+        self.on_pdu = on_pdu
+        """If given, called with each PDU as soon as it is complete, before the next header is
+        routed (so the engine's state is current when it routes the next PDU). Otherwise the
+        events are returned by :meth:`advance`."""
         self.max_data_length = max_data_length
         self.header_digest = False
         self.data_digest = False
@@ -126,7 +132,7 @@ class Receiver:
         if self._exact:
             want = self._wanted()
             if want > 0:
-                limit = min(limit, self._start + want)
+                limit = min(limit, self._end + want)
         return self._view[self._end:limit]
 
     def advance(self, nbytes: int) -> list[PduReceived]:
@@ -293,12 +299,16 @@ class Receiver:
         else:
             self.counters.rx_placed += placed
             self.counters.rx_staged += staged
-        self._events.append(PduReceived(self._pdu, self._header, self._ahs, data,
-                                        self._rejected, placed, staged))
+        event = PduReceived(self._pdu, self._header, self._ahs, data, self._rejected,
+                            placed, staged)
         self._state = _HEADER
         self._exact = self._placed > 0 and not self._discard
         self._dest = self._final_dest = None
         self._control = None
+        if self.on_pdu is not None:
+            self.on_pdu(event)
+        else:
+            self._events.append(event)
 
 
 def frame(header: bytes, payload: bytes | bytearray | memoryview | None = None, *,

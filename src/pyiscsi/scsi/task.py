@@ -72,3 +72,15 @@ class DataOutPlan:
     length: int
     complete: Callable[[int], ScsiResult]
     staged: bool = False
+
+
+def lun_from_field(field: int) -> int:
+    """LUN number from the 8-byte LUN field (SAM-5 §4.7: peripheral/flat addressing)."""
+    return (field >> 48) & 0x3FFF
+
+
+def lun_to_field(lun: int) -> int:
+    """The 8-byte LUN field for a LUN number: peripheral below 256, flat space above."""
+    if lun < 256:
+        return lun << 48
+    return (0x4000 | (lun & 0x3FFF)) << 48

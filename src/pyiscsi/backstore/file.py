@@ -1,0 +1,176 @@
+"""A sparse-file backing store, memory-mapped with MAP_SHARED.
+
+Writing through the mapping into a hole of a sparse file on a full disk raises SIGBUS and
+kills the process, so :meth:`FileStore.prepare_write` allocates the range with
+``posix_fallocate`` first and turns a failure into DATA PROTECT / SPACE ALLOCATION FAILED
+WRITE PROTECT (SBC-3 §4.7.3.6). UNMAP punches holes (``fallocate(PUNCH_HOLE|KEEP_SIZE)``),
+GET LBA STATUS asks ``lseek(SEEK_DATA)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import mmap
+import os
+from pathlib import Path
+
+from .base import BackingStore, StoreError
+
+PAGE = mmap.PAGESIZE
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_fallocate = _libc.fallocate
+_fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+_fallocate.restype = ctypes.c_int
+
+
+def _space_error(exc: OSError) -> StoreError:
+    """DATA PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT (SBC-3 §4.7.3.6)."""
+    return StoreError(f"cannot allocate space: {exc}", sense_key=0x07, asc=0x27, ascq=0x07)
+
+
+class FileStore(BackingStore):
+    """A regular file as a LUN. A missing file is created sparse with ``size`` bytes."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        size: int | None = None,
+        block_size: int = 512,
+        read_only: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.block_size = block_size
+        self.read_only = read_only
+        if size is not None and (size <= 0 or size % block_size):
+            raise ValueError(f"size {size} must be a positive multiple of block size {block_size}")
+        exists = self.path.exists()
+        if not exists and size is None:
+            raise ValueError(f"{self.path} does not exist; give a size to create it")
+        if not exists and read_only:
+            raise ValueError(f"{self.path} does not exist; a read-only LUN cannot create it")
+        flags = os.O_RDONLY if read_only else os.O_RDWR
+        if not exists:
+            flags |= os.O_CREAT | os.O_EXCL
+        fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            actual = os.fstat(fd).st_size
+            if not exists:
+                assert size is not None
+                os.ftruncate(fd, size)
+                actual = size
+            elif size is not None and size != actual:
+                raise ValueError(f"{self.path} has {actual} bytes, not the {size} bytes asked for")
+            if actual <= 0 or actual % block_size:
+                raise ValueError(
+                    f"{self.path} has {actual} bytes: not a positive multiple of "
+                    f"block size {block_size}"
+                )
+            prot = mmap.PROT_READ if read_only else mmap.PROT_READ | mmap.PROT_WRITE
+            self._map = mmap.mmap(fd, actual, flags=mmap.MAP_SHARED, prot=prot)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self.size = actual
+        self._view = memoryview(self._map)
+
+    @property
+    def memory_addressable(self) -> bool:
+        return True
+
+    def _check(self, offset: int, length: int) -> None:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise ValueError(f"range {offset}+{length} outside store of {self.size} bytes")
+
+    def view(self, offset: int, length: int) -> memoryview:
+        """The mapping's own bytes; call :meth:`prepare_write` before writing into them."""
+        self._check(offset, length)
+        return self._view[offset : offset + length]
+
+    def prepare_write(self, offset: int, length: int) -> None:
+        """Allocate ``[offset, offset+length)`` so writing the mapping cannot SIGBUS."""
+        self._check(offset, length)
+        if self.read_only:
+            raise StoreError("store is read-only", sense_key=0x07, asc=0x27, ascq=0x00)
+        if not length:
+            return
+        try:
+            os.posix_fallocate(self._fd, offset, length)
+        except OSError as exc:
+            raise _space_error(exc) from exc
+
+    def readinto(self, offset: int, buffer: memoryview) -> None:
+        n = len(buffer)
+        self._check(offset, n)
+        buffer[:] = self._view[offset : offset + n]
+
+    def write(self, offset: int, data: memoryview | bytes) -> None:
+        n = len(data)
+        self.prepare_write(offset, n)
+        self._view[offset : offset + n] = data
+
+    def flush(self, offset: int = 0, length: int | None = None) -> None:
+        """msync the page-aligned range, then fdatasync (SBC-3 §5.24 SYNCHRONIZE CACHE)."""
+        if length is None:
+            length = self.size - offset
+        self._check(offset, length)
+        if self.read_only:
+            return
+        start = offset // PAGE * PAGE
+        try:
+            if length:
+                self._map.flush(start, offset + length - start)
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            raise StoreError(f"flush failed: {exc}") from exc
+
+    def unmap(self, offset: int, length: int) -> None:
+        """Punch out whole pages, zero the partial pages at the edges by hand."""
+        self._check(offset, length)
+        if self.read_only:
+            raise StoreError("store is read-only", sense_key=0x07, asc=0x27, ascq=0x00)
+        end = offset + length
+        first = -(-offset // PAGE) * PAGE
+        last = end // PAGE * PAGE
+        if first >= last:
+            self.write(offset, bytes(length))
+            return
+        if offset < first:
+            self.write(offset, bytes(first - offset))
+        if last < end:
+            self.write(last, bytes(end - last))
+        mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+        if _fallocate(self._fd, mode, first, last - first) != 0:
+            err = ctypes.get_errno()
+            if err not in (errno.EOPNOTSUPP, errno.ENOSYS):
+                raise StoreError(f"punching a hole failed: {os.strerror(err)}")
+            super().unmap(first, last - first)
+
+    def is_mapped(self, offset: int, length: int) -> bool:
+        """Whether the range holds any data extent (``lseek(SEEK_DATA)``)."""
+        self._check(offset, length)
+        if not length:
+            return False
+        try:
+            return os.lseek(self._fd, offset, os.SEEK_DATA) < offset + length
+        except OSError as exc:
+            return exc.errno != errno.ENXIO
+
+    def close(self) -> None:
+        """Flush, then release the mapping and the file descriptor."""
+        if self._fd < 0:
+            return
+        try:
+            self.flush()
+        finally:
+            self._view.release()
+            with contextlib.suppress(BufferError):
+                self._map.close()
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,146 @@
+"""The ``pyiscsi`` command: ``serve`` runs the target; the initiator commands talk to one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+DEFAULT_TARGET = "iqn.2026-11.org.pyiscsi:disk"
+DEFAULT_PORTAL = "127.0.0.1:3260"
+DEFAULT_LUN = "file:pyiscsi-data/lun0.img,size=1GiB"
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"pyiscsi: error: {message}", err=True)
+    sys.exit(2)
+
+
+def parse_portal(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); port 0 picks a free one."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"bad portal {text!r}: expected [IPV6]:PORT")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host or ":" in host:
+            raise ValueError(f"bad portal {text!r}: expected HOST:PORT")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"bad portal {text!r}: port must be 0..65535")
+    return host, int(port_text)
+
+
+def url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def main(log_level: str) -> None:
+    """pyiscsi: an iSCSI target and initiator with tag-steered direct data placement."""
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@main.command()
+@click.option("--portal", "portals", multiple=True, metavar="HOST:PORT",
+              help=f"listen address (repeatable; default {DEFAULT_PORTAL}; [::1]:3260 for IPv6)")
+@click.option("--target", "target_name", default=DEFAULT_TARGET, show_default=True,
+              metavar="IQN", help="the target's name")
+@click.option("--lun", "luns", multiple=True, metavar="SPEC",
+              help="ram:SIZE | file:PATH[,size=SIZE] with flags ro, bs=N (repeatable; LUN 0, 1..)")
+@click.option("--stats", "stats_path", type=click.Path(dir_okay=False), default=None,
+              help="write placement/copy counters as JSON to this file every second")
+@click.option("--queue-depth", default=128, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--loop", "loop_kind", default="auto", show_default=True,
+              type=click.Choice(["auto", "uvloop", "asyncio"]))
+def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
+          stats_path: str | None, queue_depth: int, loop_kind: str) -> None:
+    """Serve LUNs to iSCSI initiators (Ctrl-C or SIGTERM stops cleanly)."""
+    from .backstore.spec import open_store, parse_lun_spec
+    from .scsi.lun import LogicalUnit
+    from .target.catalog import Catalog, Limits, Target
+
+    try:
+        addresses = [parse_portal(p) for p in (portals or (DEFAULT_PORTAL,))]
+        specs = [parse_lun_spec(s) for s in (luns or (DEFAULT_LUN,))]
+    except ValueError as exc:
+        _fail(str(exc))
+    if not luns:
+        Path("pyiscsi-data").mkdir(exist_ok=True)
+    if not target_name.startswith(("iqn.", "eui.", "naa.")):
+        _fail(f"bad target name {target_name!r}: must start with iqn., eui. or naa.")
+    target = Target(target_name)
+    try:
+        for number, spec in enumerate(specs):
+            target.luns[number] = LogicalUnit(number, open_store(spec), target_name)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    for lu in target.luns.values():
+        lu.peers = lambda: sorted(target.luns)  # REPORT LUNS lists the target's LUNs
+    catalog = Catalog([target], limits=Limits(queue_depth=queue_depth))
+    _run(_serve(catalog, addresses, stats_path), loop_kind)
+
+
+async def _serve(catalog: object, addresses: list[tuple[str, int]],
+                 stats_path: str | None) -> None:
+    from .target.catalog import Catalog
+    from .target.server import TargetServer, write_stats
+
+    assert isinstance(catalog, Catalog)
+    server = TargetServer(catalog)
+    try:
+        bound = await server.start(addresses)
+    except OSError as exc:
+        _fail(f"cannot listen: {exc.strerror or exc}")
+    for host, port in bound:
+        for target in catalog.targets.values():
+            for lun in target.luns:
+                print(f"serving iscsi://{url_host(host)}:{port}/{target.name}/{lun}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        while not stop.is_set():
+            if stats_path:
+                write_stats(stats_path, server.stats)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+    finally:
+        await server.stop()
+        if stats_path:
+            write_stats(stats_path, server.stats)
+        for target in catalog.targets.values():
+            for lu in target.luns.values():
+                lu.store.close()
+
+
+def _run(coro: object, loop_kind: str) -> None:
+    import collections.abc
+
+    assert isinstance(coro, collections.abc.Coroutine)
+    if loop_kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if loop_kind == "uvloop":
+                _fail("uvloop is not installed")
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(coro)
+            return
+    asyncio.run(coro)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

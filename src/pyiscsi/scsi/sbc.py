@@ -1,0 +1,409 @@
+"""Block commands (SBC-3): READ/WRITE 6/10/12/16, READ CAPACITY, SYNCHRONIZE CACHE,
+VERIFY, WRITE SAME, UNMAP, GET LBA STATUS, COMPARE AND WRITE, PRE-FETCH.
+
+READ and WRITE are the hot path: on a memory-addressable store READ answers a memoryview
+of the store (zero copy) and WRITE hands out the store's own memory as the Data-Out
+destination (direct placement), after ``prepare_write`` made it safe to write.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from .cdb import (
+    ALLOCATION_LENGTH_16,
+    COUNT_BYTE,
+    LBA_COMPARE_AND_WRITE,
+    LBA_COUNT_16,
+    LbaCount,
+    cdb_length,
+)
+from .lun import LogicalUnit
+from .sense import Asc, ScsiError
+from .task import DataOutPlan, ScsiRequest, ScsiResult
+
+Handler = Callable[[LogicalUnit, ScsiRequest], "ScsiResult | DataOutPlan"]
+PAGE = 4096
+_CHUNK = 1 << 16
+
+
+def _check_range(lu: LogicalUnit, lba: int, count: int) -> None:
+    """LBA OUT OF RANGE when the range passes the capacity (SBC-3 §4.5)."""
+    if lba + count > lu.blocks or lba > lu.blocks:
+        raise ScsiError.lba_out_of_range()
+
+
+def write_done(received: int) -> ScsiResult:
+    """Completion of a plain write into store memory: nothing left to do."""
+    return ScsiResult()
+
+
+def first_difference(a: memoryview, b: memoryview) -> int | None:
+    """Offset of the first byte where ``a`` and ``b`` (same length) differ, or None."""
+    for start in range(0, len(a), _CHUNK):
+        x = bytes(a[start : start + _CHUNK])
+        y = bytes(b[start : start + _CHUNK])
+        if x != y:
+            diff = int.from_bytes(x, "big") ^ int.from_bytes(y, "big")
+            return start + len(x) - (diff.bit_length() + 7) // 8
+    return None
+
+
+def _store_bytes(lu: LogicalUnit, offset: int, length: int) -> memoryview:
+    """The store's bytes: its own memory when addressable, else a fresh copy."""
+    if lu.memory_addressable:
+        return lu.store.view(offset, length)
+    buffer = memoryview(bytearray(length))
+    lu.store.readinto(offset, buffer)
+    return buffer
+
+
+# --- READ / WRITE (SBC-3 §5.10-5.13, §5.29-5.32) ---------------------------------------
+
+
+def read_handler(decode: LbaCount, protect: bool) -> Handler:
+    """A READ handler for one CDB layout; ``protect``: the CDB has an RDPROTECT field."""
+
+    def read(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
+        cdb = request.cdb
+        if protect and cdb[1] & 0xE0:
+            raise ScsiError.invalid_field_in_cdb(1, 7)
+        lba, count = decode(cdb)
+        if lba + count > lu.blocks or lba > lu.blocks:
+            raise ScsiError.lba_out_of_range()
+        if count > lu.max_transfer_blocks:
+            raise ScsiError.invalid_field_in_cdb(COUNT_BYTE[cdb_length(cdb[0])])
+        if not count:
+            return ScsiResult()
+        bs = lu.block_size
+        if lu.memory_addressable:
+            return ScsiResult(data=lu.store.view(lba * bs, count * bs))
+        data = bytearray(count * bs)
+        lu.store.readinto(lba * bs, memoryview(data))
+        return ScsiResult(data=data)
+
+    return read
+
+
+def write_handler(decode: LbaCount, protect: bool) -> Handler:
+    """A WRITE handler for one CDB layout; FUA (or WCE=0) flushes before GOOD."""
+
+    def write(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
+        cdb = request.cdb
+        if protect and cdb[1] & 0xE0:
+            raise ScsiError.invalid_field_in_cdb(1, 7)
+        if lu.read_only:
+            raise ScsiError.write_protected()
+        lba, count = decode(cdb)
+        if lba + count > lu.blocks or lba > lu.blocks:
+            raise ScsiError.lba_out_of_range()
+        if count > lu.max_transfer_blocks:
+            raise ScsiError.invalid_field_in_cdb(COUNT_BYTE[cdb_length(cdb[0])])
+        if not count:
+            return ScsiResult()
+        bs = lu.block_size
+        offset, length = lba * bs, count * bs
+        store = lu.store
+        sync = (protect and cdb[1] & 0x08) or not lu.write_cache
+        if lu.memory_addressable:
+            store.prepare_write(offset, length)
+            if not sync:
+                return DataOutPlan(store.view(offset, length), length, write_done)
+
+            def flushed(received: int) -> ScsiResult:
+                store.flush(offset, length)
+                return ScsiResult()
+
+            return DataOutPlan(store.view(offset, length), length, flushed)
+        buffer = memoryview(bytearray(length))
+
+        def staged(received: int) -> ScsiResult:
+            store.write(offset, buffer[: min(received, length)])
+            if sync:
+                store.flush(offset, length)
+            return ScsiResult()
+
+        return DataOutPlan(buffer, length, staged, staged=True)
+
+    return write
+
+
+# --- READ CAPACITY (SBC-3 §5.15, §5.16) ----------------------------------------------------
+
+
+def read_capacity_10(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
+    """READ CAPACITY (10): last LBA (FFFFFFFFh when it does not fit) and block length."""
+    cdb = request.cdb
+    if not cdb[8] & 0x01 and any(cdb[2:6]):
+        raise ScsiError.invalid_field_in_cdb(2)
+    return ScsiResult(data=struct.pack(">II", min(lu.last_lba, 0xFFFFFFFF), lu.block_size))
+
+
+def read_capacity_16(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
+    """READ CAPACITY (16): LBPME and LBPRZ when thin provisioned, one block per physical."""
+    (allocation_length,) = ALLOCATION_LENGTH_16.unpack_from(request.cdb)
+    flags = 0xC000 if lu.thin else 0
+    data = struct.pack(">QIBBH16x", lu.last_lba, lu.block_size, 0, 0, flags)
+    return ScsiResult(data=data[:allocation_length])
+
+
+# --- SYNCHRONIZE CACHE, PRE-FETCH, VERIFY (SBC-3 §5.22-5.23, §5.8-5.9, §5.26-5.28) ----
+
+
+def synchronize_cache_handler(decode: LbaCount) -> Handler:
+    """SYNCHRONIZE CACHE (10)/(16): flush the range; 0 blocks means up to the last LBA."""
+
+    def synchronize_cache(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
+        lba, count = decode(request.cdb)
+        _check_range(lu, lba, count)
+        bs = lu.block_size
+        lu.store.flush(lba * bs, (count or lu.blocks - lba) * bs)
+        return ScsiResult()
+
+    return synchronize_cache
+
+
+def pre_fetch_handler(decode: LbaCount) -> Handler:
+    """PRE-FETCH (10)/(16): range check only; the data is as close as it gets."""
+
+    def pre_fetch(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
+        lba, count = decode(request.cdb)
+        _check_range(lu, lba, count)
+        return ScsiResult()
+
+    return pre_fetch
+
+
+def verify_handler(decode: LbaCount) -> Handler:
+    """VERIFY (10)/(12)/(16): BYTCHK 00b checks the range, 01b compares the data-out,
+    11b compares every block with one data-out block; a mismatch is MISCOMPARE with the
+    offset of the first differing byte in the INFORMATION field."""
+
+    def verify(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
+        cdb = request.cdb
+        if cdb[1] & 0xE0:
+            raise ScsiError.invalid_field_in_cdb(1, 7)
+        bytchk = (cdb[1] >> 1) & 0x03
+        if bytchk == 2:
+            raise ScsiError.invalid_field_in_cdb(1, 2)
+        lba, count = decode(cdb)
+        _check_range(lu, lba, count)
+        if count > lu.max_transfer_blocks:
+            raise ScsiError.invalid_field_in_cdb(COUNT_BYTE[cdb_length(cdb[0])])
+        if not count or not bytchk:
+            return ScsiResult()
+        bs = lu.block_size
+        offset = lba * bs
+        length = count * bs if bytchk == 1 else bs
+        buffer = memoryview(bytearray(length))
+
+        def compare(received: int) -> ScsiResult:
+            stored = _store_bytes(lu, offset, count * bs)
+            expected = buffer if bytchk == 1 else memoryview(bytes(buffer) * count)
+            at = first_difference(expected, stored)
+            if at is not None:
+                raise ScsiError.miscompare(at)
+            return ScsiResult()
+
+        return DataOutPlan(buffer, length, compare, staged=True)
+
+    return verify
+
+
+# --- WRITE SAME (SBC-3 §5.41, §5.42) and UNMAP (SBC-3 §5.28) ----------------------------
+
+
+def _write_same(lu: LogicalUnit, lba: int, count: int, block: bytes, unmap: bool) -> None:
+    bs = lu.block_size
+    store = lu.store
+    if unmap and lu.thin and not any(block):
+        store.unmap(lba * bs, count * bs)
+    else:
+        per_chunk = max(1, (1 << 20) // bs)
+        pattern = block * min(count, per_chunk)
+        done = 0
+        while done < count:
+            n = min(per_chunk, count - done)
+            store.write((lba + done) * bs, pattern[: n * bs])
+            done += n
+    if not lu.write_cache:
+        store.flush(lba * bs, count * bs)
+
+
+def write_same_handler(decode: LbaCount, ndob: bool) -> Handler:
+    """WRITE SAME (10)/(16): one block repeated; UNMAP=1 with a zero block deallocates;
+    NDOB=1 (16 only) means no data-out, zeros. WSNZ=1: 0 blocks is INVALID FIELD IN CDB."""
+
+    def write_same(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
+        cdb = request.cdb
+        flags = cdb[1]
+        if flags & 0xE0:
+            raise ScsiError.invalid_field_in_cdb(1, 7)
+        if flags & 0x10:
+            raise ScsiError.invalid_field_in_cdb(1, 4)  # ANCHOR: ANC_SUP=0
+        if flags & 0x06:
+            raise ScsiError.invalid_field_in_cdb(1, 2 if flags & 0x04 else 1)
+        if flags & 0x01 and not ndob:
+            raise ScsiError.invalid_field_in_cdb(1, 0)
+        if lu.read_only:
+            raise ScsiError.write_protected()
+        lba, count = decode(cdb)
+        _check_range(lu, lba, count)
+        count_byte = COUNT_BYTE[cdb_length(cdb[0])]
+        if not count or count > lu.max_write_same_blocks:
+            raise ScsiError.invalid_field_in_cdb(count_byte)
+        unmap = bool(flags & 0x08)
+        if flags & 0x01:
+            _write_same(lu, lba, count, bytes(lu.block_size), unmap)
+            return ScsiResult()
+        buffer = memoryview(bytearray(lu.block_size))
+
+        def complete(received: int) -> ScsiResult:
+            _write_same(lu, lba, count, bytes(buffer), unmap)
+            return ScsiResult()
+
+        return DataOutPlan(buffer, lu.block_size, complete, staged=True)
+
+    return write_same
+
+
+_UNMAP_DESCRIPTOR = struct.Struct(">QI4x")
+
+
+def unmap(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
+    """UNMAP: validate every block descriptor first, then deallocate them all."""
+    cdb = request.cdb
+    if not lu.thin:
+        raise ScsiError.illegal(Asc.INVALID_COMMAND_OPERATION_CODE)
+    if cdb[1] & 0x01:
+        raise ScsiError.invalid_field_in_cdb(1, 0)  # ANCHOR: ANC_SUP=0
+    if lu.read_only:
+        raise ScsiError.write_protected()
+    length = int.from_bytes(cdb[7:9], "big")
+    if not length:
+        return ScsiResult()
+    if length < 8:
+        raise ScsiError.illegal(Asc.PARAMETER_LIST_LENGTH_ERROR)
+    buffer = memoryview(bytearray(length))
+
+    def complete(received: int) -> ScsiResult:
+        data = bytes(buffer[: min(received, length)])
+        if len(data) < 8:
+            raise ScsiError.illegal(Asc.PARAMETER_LIST_LENGTH_ERROR)
+        descriptor_bytes = min(int.from_bytes(data[2:4], "big"), len(data) - 8)
+        count = descriptor_bytes // 16
+        if count > lu.max_unmap_descriptors:
+            raise ScsiError.invalid_field_in_parameter_list(2)
+        ranges = []
+        for i in range(count):
+            at = 8 + 16 * i
+            lba, blocks = _UNMAP_DESCRIPTOR.unpack_from(data, at)
+            _check_range(lu, lba, blocks)
+            if blocks > lu.max_unmap_lba_count:
+                raise ScsiError.invalid_field_in_parameter_list(at + 8)
+            if blocks:
+                ranges.append((lba, blocks))
+        bs = lu.block_size
+        for lba, blocks in ranges:
+            lu.store.unmap(lba * bs, blocks * bs)
+        return ScsiResult()
+
+    return DataOutPlan(buffer, length, complete, staged=True)
+
+
+# --- GET LBA STATUS (SBC-3 §5.7) ---------------------------------------------------------
+
+_LBA_STATUS = struct.Struct(">QIB3x")
+_PROBE_BUDGET = 4096
+
+
+def _lba_status_runs(lu: LogicalUnit, lba: int, limit: int) -> list[tuple[int, int, int]]:
+    """Up to ``limit`` runs (lba, count, status) from ``lba``: 0 mapped, 1 deallocated.
+
+    Mapped runs are probed page by page; deallocated runs gallop (doubling probes).
+    """
+    bs = lu.block_size
+    chunk = max(1, PAGE // bs)
+    end = lu.blocks
+    is_mapped = lu.store.is_mapped
+    runs: list[tuple[int, int, int]] = []
+    budget = _PROBE_BUDGET
+    pos = lba
+    while pos < end and len(runs) < limit and budget > 0:
+        start = pos
+        step = min(end, (pos // chunk + 1) * chunk)
+        mapped = is_mapped(pos * bs, (step - pos) * bs)
+        budget -= 1
+        pos = step
+        if mapped:
+            while pos < end and budget > 0:
+                n = min(chunk, end - pos)
+                budget -= 1
+                if not is_mapped(pos * bs, n * bs):
+                    break
+                pos += n
+        else:
+            size = chunk
+            while pos < end and budget > 0:
+                n = min(size, end - pos)
+                budget -= 1
+                if is_mapped(pos * bs, n * bs):
+                    if size == chunk:
+                        break
+                    size = max(chunk, size // 2)
+                else:
+                    pos += n
+                    size *= 2
+        while pos - start > 0xFFFFFFFF:
+            runs.append((start, 0xFFFFFFFF, 0 if mapped else 1))
+            start += 0xFFFFFFFF
+        runs.append((start, pos - start, 0 if mapped else 1))
+    return runs[:limit]
+
+
+def get_lba_status(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
+    """GET LBA STATUS: LBA status descriptors (mapped / deallocated) from the start LBA."""
+    (lba,) = LBA_COUNT_16.unpack_from(request.cdb)[:1]
+    (allocation_length,) = ALLOCATION_LENGTH_16.unpack_from(request.cdb)
+    if lba >= lu.blocks:
+        raise ScsiError.lba_out_of_range()
+    limit = max(1, (allocation_length - 8) // 16)
+    runs = _lba_status_runs(lu, lba, limit)
+    body = b"".join(_LBA_STATUS.pack(*run) for run in runs)
+    data = struct.pack(">I4x", len(body) + 4) + body
+    return ScsiResult(data=data[:allocation_length])
+
+
+# --- COMPARE AND WRITE (SBC-3 §5.2) ------------------------------------------------------
+
+
+def compare_and_write(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
+    """COMPARE AND WRITE: 2n blocks of data-out; the first n must match the medium, then
+    the second n are written. Runs to completion in one call, so it is atomic here."""
+    cdb = request.cdb
+    if cdb[1] & 0xE0:
+        raise ScsiError.invalid_field_in_cdb(1, 7)
+    if lu.read_only:
+        raise ScsiError.write_protected()
+    lba, count = LBA_COMPARE_AND_WRITE.unpack_from(cdb)
+    _check_range(lu, lba, count)
+    if count > lu.max_compare_write_blocks:
+        raise ScsiError.invalid_field_in_cdb(13)
+    if not count:
+        return ScsiResult()
+    bs = lu.block_size
+    offset, length = lba * bs, count * bs
+    sync = bool(cdb[1] & 0x08) or not lu.write_cache
+    buffer = memoryview(bytearray(2 * length))
+
+    def complete(received: int) -> ScsiResult:
+        at = first_difference(buffer[:length], _store_bytes(lu, offset, length))
+        if at is not None:
+            raise ScsiError.miscompare(at)
+        lu.store.write(offset, buffer[length:])
+        if sync:
+            lu.store.flush(offset, length)
+        return ScsiResult()
+
+    return DataOutPlan(buffer, 2 * length, complete, staged=True)

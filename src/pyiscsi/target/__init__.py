@@ -1,0 +1,1 @@
+"""The target role: targets, sessions, connections (sans-IO) and the command engine."""

@@ -1,0 +1,75 @@
+"""What a target process serves: targets, their LUNs and ACLs, portals, live sessions."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..scsi.lun import LogicalUnit
+    from .session import Session
+
+
+@dataclass(eq=False)
+class Target:
+    """A named iSCSI target (RFC 7143 §4.2.7) with its logical units."""
+
+    name: str
+    luns: dict[int, LogicalUnit] = field(default_factory=dict)
+    alias: str = ""
+    allowed_initiators: frozenset[str] | None = None
+    """InitiatorNames allowed to log in; None = everyone."""
+
+    def allows(self, initiator_name: str) -> bool:
+        return self.allowed_initiators is None or initiator_name in self.allowed_initiators
+
+
+@dataclass
+class Limits:
+    """Per-process limits a user can change."""
+
+    max_sessions: int = 64
+    queue_depth: int = 128
+    max_recv_data_segment_length: int = 262144
+    max_burst_length: int = 1048576
+    first_burst_length: int = 262144
+    max_outstanding_r2t: int = 8
+    login_timeout: float = 15.0
+
+
+class Catalog:
+    """Targets by name, the portals they are reached through, and live sessions by TSIH."""
+
+    def __init__(self, targets: list[Target], *, portal_group_tag: int = 1,
+                 limits: Limits | None = None) -> None:
+        self.targets = {t.name: t for t in targets}
+        self.portal_group_tag = portal_group_tag
+        self.portals: list[tuple[str, int]] = []
+        self.limits = limits or Limits()
+        self.sessions: dict[int, Session] = {}
+        self._tsih = itertools.count(1)
+
+    def target(self, name: str) -> Target | None:
+        return self.targets.get(name)
+
+    def new_tsih(self) -> int:
+        """A TSIH not in use (never 0, RFC 7143 §11.12.6)."""
+        while True:
+            tsih = next(self._tsih) & 0xFFFF
+            if tsih and tsih not in self.sessions:
+                return tsih
+
+    def find_session(self, initiator_name: str, isid: int) -> Session | None:
+        for s in self.sessions.values():
+            if s.initiator_name == initiator_name and s.isid == isid:
+                return s
+        return None
+
+    def portal_addresses(self) -> list[str]:
+        """``host:port,tpgt`` strings for SendTargets (IPv6 hosts in brackets)."""
+        out = []
+        for host, port in self.portals:
+            h = f"[{host}]" if ":" in host else host
+            out.append(f"{h}:{port},{self.portal_group_tag}")
+        return out

@@ -1,0 +1,775 @@
+"""One target-side iSCSI connection as a sans-IO engine (RFC 7143 §4, §6, §11).
+
+Bytes come in through :meth:`TargetConnection.get_buffer` / :meth:`TargetConnection.advance`
+(the :class:`~pyiscsi.proto.framing.Receiver` underneath), PDUs go out as lists of buffers
+collected by :meth:`TargetConnection.take_output`. The engine never touches a socket.
+
+The data path is the patent's (US 7,512,663, Fig 8 and 9): each R2T's Target Transfer Tag
+is a data pointer table entry whose destination is the store's own memory; each Data-Out
+is routed at header time through the table and received straight into
+``destination[BufferOffset - entry offset:]``. Immediate and unsolicited data (TTT
+0xFFFFFFFF) are placed through the task's own entry, found by ITT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from ..placement.counters import COUNTERS
+from ..placement.table import REGISTRY, DataPointerTable, PlacementError, TableEntry
+from ..proto import pdu as P
+from ..proto.discovery import format_send_targets
+from ..proto.errors import LoginFailed, PduRejected, RemoteProtocolError
+from ..proto.framing import DISCARD, PduReceived, Receiver, Route, frame
+from ..proto.keys import encode_text, parse_text
+from ..proto.login import TargetLogin, TargetLoginConfig
+from ..proto.serial import sn_add, sn_le, sn_lt
+from ..proto.wire import (
+    RESERVED_TAG,
+    LoginStatus,
+    LogoutResponse,
+    Opcode,
+    RejectReason,
+    ScsiStatus,
+    TmfFunction,
+    TmfResponse,
+)
+from ..scsi import dispatch
+from ..scsi.task import DataOutPlan, Nexus, ScsiRequest, ScsiResult, lun_from_field
+from .session import Session
+
+if TYPE_CHECKING:
+    from ..proto.keys import SessionParams
+    from .catalog import Catalog, Target
+
+log = logging.getLogger("pyiscsi.target")
+
+Buffer = bytes | bytearray | memoryview
+
+
+class Phase(Enum):
+    """Connection phases (RFC 7143 §8.1 states collapsed to what the engine needs)."""
+
+    LOGIN = "login"
+    FULL_FEATURE = "full-feature"
+    CLOSED = "closed"
+
+
+class Task:
+    """A SCSI task in flight: Fig 8's bookkeeping for one command."""
+
+    __slots__ = ("aborted", "buffer", "cmd", "datasn", "edtl", "itt", "lun", "next_r2t",
+                 "outstanding", "plan", "r2tsn", "received", "result", "unsol_end",
+                 "unsol_tag", "want")
+
+    def __init__(self, cmd: P.ScsiCommand, lun: int) -> None:
+        self.cmd = cmd
+        self.itt = cmd.itt
+        self.lun = lun
+        self.edtl = cmd.expected_length
+        self.plan: DataOutPlan | None = None
+        self.result: ScsiResult | None = None
+        self.buffer: memoryview | None = None
+        self.want = 0
+        self.received = 0
+        self.unsol_tag: int | None = None
+        self.unsol_end = 0
+        self.next_r2t = 0
+        self.outstanding: set[int] = set()
+        self.r2tsn = 0
+        self.datasn = 0
+        self.aborted = False
+
+
+_SENSE_LEN = 2
+
+
+class TargetConnection:
+    """Sans-IO engine of one connection of the target role."""
+
+    def __init__(self, catalog: Catalog, peer: str = "?", *,
+                 on_close: Callable[[TargetConnection], None] | None = None) -> None:
+        self.catalog = catalog
+        self.peer = peer
+        self.number = REGISTRY.register(self)
+        self.table = DataPointerTable(self.number)
+        self.receiver = Receiver(self, max_data_length=8192, on_pdu=self._on_pdu)
+        self.phase = Phase.LOGIN
+        self.session: Session | None = None
+        self.params: SessionParams | None = None
+        self.target: Target | None = None
+        self.cid = 0
+        self.statsn = 0
+        self.tasks: dict[int, Task] = {}
+        self._pending: dict[int, tuple[P.Pdu, bytes, bytes | None]] = {}
+        self._out: list[Buffer] = []
+        self._tx_payload = 0
+        self._entry: TableEntry | None = None
+        self._entry_tag = 0
+        self._login = TargetLogin(self._login_config())
+        self._text_buffer = b""
+        self._login_first = True
+        self._verdict = ""
+        self._nexus = Nexus("iqn.unknown")
+        self.close_after_send = False
+        self.internal_errors = 0
+        self._on_close = on_close
+        self.log = logging.LoggerAdapter(log, {"conn": self.number})
+
+    # ------------------------------------------------------------------ I/O API
+
+    def get_buffer(self) -> memoryview:
+        """Where the transport should receive the next bytes (header scratch or a store slice)."""
+        return self.receiver.get_buffer()
+
+    def advance(self, nbytes: int) -> None:
+        """``nbytes`` arrived in the last buffer; may raise RemoteProtocolError (close)."""
+        events = self.receiver.advance(nbytes)
+        assert not events  # delivered synchronously through _on_pdu
+
+    def take_output(self) -> tuple[list[Buffer], int]:
+        """The buffers to send and how many of their bytes are store payload (zero-copy)."""
+        out, self._out = self._out, []
+        payload, self._tx_payload = self._tx_payload, 0
+        return out, payload
+
+    def close(self) -> None:
+        """Tear down: free every table entry, end every task, leave the session."""
+        if self.phase is Phase.CLOSED:
+            return
+        self.phase = Phase.CLOSED
+        self.table.clear()
+        session = self.session
+        for _task in list(self.tasks.values()):
+            if session is not None:
+                session.task_done()
+        self.tasks.clear()
+        self._pending.clear()
+        REGISTRY.unregister(self.number)
+        if session is not None and self in session.connections:
+            session.connections.remove(self)
+            if not session.connections:
+                self.catalog.sessions.pop(session.tsih, None)
+        if self._on_close is not None:
+            self._on_close(self)
+
+    @property
+    def logged_in(self) -> bool:
+        return self.phase is not Phase.LOGIN
+
+    # ------------------------------------------------------------------ output helpers
+
+    def _send(self, pdu: P.Pdu, payload: Buffer | None = None, *, store: bool = False) -> None:
+        digests = self.params is not None and self.phase is Phase.FULL_FEATURE
+        self._out.extend(frame(pdu.encode(), payload,
+                               header_digest=digests and self.receiver.header_digest,
+                               data_digest=digests and self.receiver.data_digest))
+        if store and payload is not None:
+            self._tx_payload += len(payload)
+
+    def _next_statsn(self) -> int:
+        sn = self.statsn
+        self.statsn = sn_add(sn, 1)
+        return sn
+
+    def _window(self) -> tuple[int, int]:
+        s = self.session
+        return (s.expcmdsn, s.maxcmdsn) if s is not None else (0, 0)
+
+    def _reject(self, reason: RejectReason, header: bytes, why: str = "") -> None:
+        self.log.info("reject 0x%02x: %s", reason, why)
+        exp, mx = self._window()
+        self._send(P.Reject(reason=reason, statsn=self._next_statsn(), expcmdsn=exp,
+                            maxcmdsn=mx, datasn=0, data_length=len(header)), header)
+
+    # ------------------------------------------------------------------ routing (header time)
+
+    def route(self, pdu: P.Pdu, header: bytes, ahs: bytes) -> Route:
+        """Decide where a PDU's data segment goes, before a payload byte is received."""
+        if self.phase is not Phase.FULL_FEATURE:
+            return None
+        if isinstance(pdu, P.DataOut):
+            return self._route_data_out(pdu)
+        if isinstance(pdu, P.ScsiCommand):
+            return self._route_command(pdu, ahs)
+        return None
+
+    def _route_data_out(self, pdu: P.DataOut) -> Route:
+        if pdu.ttt == RESERVED_TAG:
+            task = self.tasks.get(pdu.itt)
+            if task is None or task.unsol_tag is None:
+                raise PlacementError(f"unsolicited Data-Out for unknown ITT 0x{pdu.itt:08x}")
+            tag = task.unsol_tag
+        else:
+            tag = pdu.ttt
+        entry, view = self.table.place(tag, pdu.buffer_offset, pdu.data_length, itt=pdu.itt,
+                                       lun=pdu.lun)
+        self._entry, self._entry_tag = entry, tag
+        return DISCARD if entry.discarding else view
+
+    def _route_command(self, cmd: P.ScsiCommand, ahs: bytes) -> Route:
+        session = self.session
+        assert session is not None
+        if session.discovery:
+            raise PduRejected(RejectReason.PROTOCOL_ERROR, "SCSI command in a discovery session")
+        if cmd.data_length and not (cmd.write and self._params.immediate_data):
+            raise PduRejected(RejectReason.PROTOCOL_ERROR, "unexpected immediate data")
+        if cmd.itt in self.tasks:
+            raise PduRejected(RejectReason.TASK_IN_PROGRESS,
+                              f"ITT 0x{cmd.itt:08x} already in use")
+        verdict = self._verdict = session.admit(cmd.cmdsn, cmd.immediate)
+        if verdict == "drop":
+            self.log.debug("CmdSN %d outside window, ignored", cmd.cmdsn)
+            return DISCARD
+        if verdict == "later":
+            return None  # collected (staged); started when the CmdSN gap closes
+        task = self._start_command(cmd, ahs)
+        if not cmd.data_length:
+            return None
+        return self._immediate_destination(task)
+
+    def _immediate_destination(self, task: Task) -> Route:
+        if task.unsol_tag is None:
+            return DISCARD
+        entry, view = self.table.place(task.unsol_tag, 0, task.cmd.data_length, itt=task.itt)
+        self._entry, self._entry_tag = entry, task.unsol_tag
+        return DISCARD if entry.discarding else view
+
+    # ------------------------------------------------------------------ commands
+
+    def _start_command(self, cmd: P.ScsiCommand, ahs: bytes) -> Task:
+        """Admit a command in CmdSN order: run the SCSI layer, bind its unsolicited entry."""
+        session = self.session
+        assert session is not None and self.target is not None
+        lun = lun_from_field(cmd.lun)
+        task = Task(cmd, lun)
+        self.tasks[cmd.itt] = task
+        session.task_started()
+        cdb = cmd.cdb + _extended_cdb(ahs)
+        request = ScsiRequest(cdb=cdb, expected_length=cmd.expected_length, read=cmd.read,
+                              write=cmd.write, nexus=self._nexus, task_tag=cmd.itt)
+        lu = self.target.luns.get(lun)
+        outcome = (dispatch.execute(lu, request) if lu is not None
+                   else dispatch.execute_without_lu(request))
+        if isinstance(outcome, DataOutPlan):
+            task.plan = outcome
+            task.want = outcome.length
+            # Normally the Data-Out bytes land in the plan's buffer (the store's memory). An
+            # EDTL that disagrees with the CDB gets a private buffer (residuals, §11.4.5).
+            if task.edtl == outcome.length:
+                task.buffer = outcome.buffer
+            else:
+                task.buffer = memoryview(bytearray(task.edtl))
+        else:
+            task.result = outcome
+        if cmd.write and task.edtl:
+            self._bind_unsolicited(task)
+        return task
+
+    def _bind_unsolicited(self, task: Task) -> None:
+        cmd = task.cmd
+        params = self._params
+        unsolicited = cmd.data_length
+        if not cmd.final and not params.initial_r2t:
+            unsolicited = min(params.first_burst_length, task.edtl)
+        unsolicited = max(unsolicited, cmd.data_length)
+        if unsolicited > task.edtl:
+            raise PduRejected(RejectReason.PROTOCOL_ERROR,
+                              "immediate data beyond the expected transfer length")
+        task.unsol_end = unsolicited
+        task.next_r2t = unsolicited
+        if not unsolicited:
+            return
+        if task.buffer is not None:
+            dest = task.buffer[:unsolicited]
+            task.unsol_tag = self.table.allocate(dest, 0, unsolicited, itt=task.itt,
+                                                 lun=cmd.lun, owner=task)
+        else:
+            sink = memoryview(bytearray(min(unsolicited, 65536)))
+            task.unsol_tag = self.table.allocate(sink, 0, len(sink), itt=task.itt, lun=cmd.lun,
+                                                 owner=task)
+            # A failed command drains its unsolicited data into the sink (§4.2.3.3 style).
+            entry = self.table.lookup(task.unsol_tag)
+            entry.length = unsolicited
+            entry.discarding = True
+
+    def _command_arrived(self, cmd: P.ScsiCommand) -> None:
+        task = self.tasks.get(cmd.itt)
+        if task is None:
+            return
+        if cmd.data_length:
+            self._data_landed(task, 0, cmd.data_length)
+        self._progress(task)
+
+    def _data_landed(self, task: Task, offset: int, length: int) -> None:
+        entry, tag = self._entry, self._entry_tag
+        self._entry = None
+        if entry is None:
+            return
+        self.table.account(entry, offset, length)
+        if not entry.discarding:
+            task.received += length
+        if entry.complete:
+            self.table.free(tag)
+            if tag == task.unsol_tag:
+                task.unsol_tag = None
+            task.outstanding.discard(tag)
+
+    def _progress(self, task: Task) -> None:
+        """Move a write forward: more R2Ts, or the response once every byte has landed."""
+        if task.aborted:
+            if task.unsol_tag is None and not task.outstanding:
+                self._finish_task(task)
+            return
+        if task.result is not None:
+            if task.unsol_tag is None:
+                self._respond(task, task.result)
+            return
+        plan = task.plan
+        if plan is None:
+            return
+        if task.received >= task.edtl and task.unsol_tag is None and not task.outstanding:
+            arrived = min(task.received, task.want)
+            if task.buffer is not None and task.buffer is not plan.buffer:
+                plan.buffer[:arrived] = task.buffer[:arrived]
+                COUNTERS.rx_staged += arrived
+            elif plan.staged:
+                COUNTERS.rx_staged += arrived  # the SCSI layer copies it to the store
+            self._respond(task, plan.complete(arrived))
+            return
+        self._send_r2ts(task)
+
+    def _send_r2ts(self, task: Task) -> None:
+        params = self._params
+        assert task.buffer is not None
+        exp, mx = self._window()
+        while task.next_r2t < task.edtl and len(task.outstanding) < params.max_outstanding_r2t:
+            offset = task.next_r2t
+            length = min(params.max_burst_length, task.edtl - offset)
+            try:
+                ttt = self.table.allocate(task.buffer[offset:offset + length], offset, length,
+                                          itt=task.itt, lun=task.cmd.lun, owner=task)
+            except MemoryError:
+                return  # resumes when an entry frees up
+            task.outstanding.add(ttt)
+            task.next_r2t = offset + length
+            self._send(P.R2T(itt=task.itt, ttt=ttt, buffer_offset=offset, desired_length=length,
+                             r2tsn=task.r2tsn, statsn=self.statsn, expcmdsn=exp, maxcmdsn=mx,
+                             lun=task.cmd.lun))
+            task.r2tsn += 1
+
+    def _respond(self, task: Task, result: ScsiResult) -> None:
+        """Send Data-In (reads) and status: in the last Data-In when GOOD without sense
+        (phase collapse, RFC 7143 §11.7.4), else a SCSI Response with sense (§11.4).
+
+        Residuals (§11.4.5): the command's own transfer amount (the CDB's, for writes the
+        plan's length) against the Expected Data Transfer Length.
+        """
+        data = result.data
+        edtl = task.edtl
+        if task.plan is not None:
+            length = task.want
+        elif data is not None:
+            length = len(data)
+        else:
+            length = edtl
+        overflow = length > edtl
+        underflow = length < edtl
+        residual = abs(length - edtl)
+        good = result.status == ScsiStatus.GOOD and not result.sense
+        if data is not None and task.cmd.read and edtl and len(data):
+            self._send_data_in(task, memoryview(data)[:min(len(data), edtl)], result,
+                               overflow, underflow, residual, good)
+            if good:
+                self._finish_task(task)
+                return
+        exp, mx = self._window()
+        sense = result.sense
+        payload = (len(sense).to_bytes(_SENSE_LEN, "big") + sense) if sense else None
+        self._send(P.ScsiResponse(itt=task.itt, status=result.status, response=0,
+                                  statsn=self._next_statsn(), expcmdsn=exp, maxcmdsn=mx,
+                                  expdatasn=task.datasn if task.cmd.read else task.r2tsn,
+                                  residual=residual if (overflow or underflow) else 0,
+                                  overflow=overflow, underflow=underflow,
+                                  data_length=len(payload) if payload else 0), payload)
+        self._finish_task(task)
+
+    def _send_data_in(self, task: Task, data: memoryview, result: ScsiResult, overflow: bool,
+                      underflow: bool, residual: int, good: bool) -> None:
+        params = self._params
+        seg = params.max_send_data_segment_length
+        burst = params.max_burst_length
+        total = len(data)
+        offset = 0
+        while offset < total:
+            n = min(seg, total - offset, burst - offset % burst)
+            last = offset + n == total
+            end_of_burst = last or (offset + n) % burst == 0
+            status_here = last and good
+            exp, mx = self._window()
+            self._send(P.DataIn(itt=task.itt, buffer_offset=offset, data_length=n,
+                                datasn=task.datasn, final=end_of_burst, has_status=status_here,
+                                status=result.status,
+                                overflow=status_here and overflow,
+                                underflow=status_here and underflow,
+                                residual=residual if status_here and (overflow or underflow)
+                                else 0,
+                                statsn=self._next_statsn() if status_here else 0,
+                                expcmdsn=exp, maxcmdsn=mx, lun=task.cmd.lun),
+                       data[offset:offset + n], store=True)
+            task.datasn += 1
+            offset += n
+
+    def _finish_task(self, task: Task) -> None:
+        if self.tasks.pop(task.itt, None) is not None and self.session is not None:
+            self.session.task_done()
+        for tag in list(task.outstanding):
+            self._free_quietly(tag)
+        if task.unsol_tag is not None:
+            self._free_quietly(task.unsol_tag)
+
+    def _free_quietly(self, tag: int) -> None:
+        with contextlib.suppress(PlacementError):
+            self.table.free(tag)
+
+    # ------------------------------------------------------------------ events
+
+    def _on_pdu(self, event: PduReceived) -> None:
+        if event.rejected is not None:
+            self._entry = None
+            if self.phase is Phase.LOGIN:
+                raise RemoteProtocolError(str(event.rejected))
+            self._reject(event.rejected.reason, event.header, str(event.rejected))
+            return
+        pdu = event.pdu
+        assert pdu is not None
+        if self.phase is Phase.LOGIN:
+            if not isinstance(pdu, P.LoginRequest):
+                raise RemoteProtocolError(f"{pdu.opcode.name} during login")
+            self._on_login(pdu, event.data or b"")
+            return
+        if self.phase is Phase.CLOSED:
+            return
+        handler = _FFP_HANDLERS.get(pdu.opcode)
+        if handler is None:
+            self._reject(RejectReason.PROTOCOL_ERROR if pdu.opcode in _TARGET_OPCODES
+                         else RejectReason.COMMAND_NOT_SUPPORTED, event.header,
+                         f"{pdu.opcode.name} not accepted here")
+            return
+        handler(self, pdu, event)
+
+    def _on_data_out(self, pdu: P.DataOut, event: PduReceived) -> None:
+        entry = self._entry
+        owner = entry.owner if entry is not None else None
+        if not isinstance(owner, Task):
+            self._entry = None
+            return
+        self._data_landed(owner, pdu.buffer_offset, pdu.data_length)
+        self._progress(owner)
+
+    def _on_command(self, cmd: P.ScsiCommand, event: PduReceived) -> None:
+        session = self.session
+        assert session is not None
+        verdict, self._verdict = self._verdict, ""
+        if verdict == "now":
+            self._command_arrived(cmd)
+        elif verdict == "later":
+            self._pending[cmd.cmdsn] = (cmd, event.ahs, event.data)
+        self._run_pending()
+
+    def _run_pending(self) -> None:
+        session = self.session
+        while session is not None and session.expcmdsn in self._pending:
+            pdu, ahs, data = self._pending.pop(session.expcmdsn)
+            verdict = session.admit(_cmdsn(pdu), False)
+            assert verdict == "now"
+            if isinstance(pdu, P.ScsiCommand):
+                task = self._start_command(pdu, ahs)
+                if data:
+                    route = self._immediate_destination(task)
+                    if isinstance(route, memoryview):
+                        route[:] = data
+                        COUNTERS.rx_staged += len(data)
+                    self._data_landed(task, 0, len(data))
+                self._progress(task)
+            else:
+                self._dispatch_ordered(pdu, data)
+
+    def _ordered(self, pdu: P.Pdu, data: bytes | None) -> bool:
+        """CmdSN ordering for non-SCSI requests; True when it runs now."""
+        session = self.session
+        assert session is not None
+        cmdsn, immediate = _cmdsn(pdu), bool(getattr(pdu, "immediate", False))
+        verdict = session.admit(cmdsn, immediate)
+        if verdict == "later":
+            self._pending[cmdsn] = (pdu, b"", data)
+        return verdict == "now"
+
+    def _dispatch_ordered(self, pdu: P.Pdu, data: bytes | None) -> None:
+        if isinstance(pdu, P.NopOut):
+            self._nop(pdu, data)
+        elif isinstance(pdu, P.TextRequest):
+            self._text(pdu, data or b"")
+        elif isinstance(pdu, P.TaskMgmtRequest):
+            self._tmf(pdu)
+        elif isinstance(pdu, P.LogoutRequest):
+            self._logout(pdu)
+
+    def _on_ordered(self, pdu: P.Pdu, event: PduReceived) -> None:
+        if self._ordered(pdu, event.data):
+            self._dispatch_ordered(pdu, event.data)
+            self._run_pending()
+
+    def _nop(self, pdu: P.NopOut, data: bytes | None) -> None:
+        if pdu.itt == RESERVED_TAG:
+            return  # a reply to our ping, or a ping wanting no answer (§11.18)
+        exp, mx = self._window()
+        payload = data or None
+        self._send(P.NopIn(itt=pdu.itt, ttt=RESERVED_TAG, statsn=self._next_statsn(),
+                           expcmdsn=exp, maxcmdsn=mx, lun=pdu.lun,
+                           data_length=len(payload) if payload else 0), payload)
+
+    def _text(self, pdu: P.TextRequest, data: bytes) -> None:
+        exp, mx = self._window()
+        if pdu.cont:
+            self._text_buffer += data
+            self._send(P.TextResponse(itt=pdu.itt, ttt=RESERVED_TAG, statsn=self._next_statsn(),
+                                      expcmdsn=exp, maxcmdsn=mx, final=False))
+            return
+        data, self._text_buffer = self._text_buffer + data, b""
+        try:
+            pairs = parse_text(data)
+        except Exception as exc:
+            self._reject(RejectReason.PROTOCOL_ERROR, pdu.encode(), str(exc))
+            return
+        answer: list[tuple[str, str]] = []
+        for key, value in pairs:
+            if key == "SendTargets":
+                answer_bytes = self._send_targets(value)
+                self._send(P.TextResponse(itt=pdu.itt, ttt=RESERVED_TAG,
+                                          statsn=self._next_statsn(), expcmdsn=exp,
+                                          maxcmdsn=mx, final=True,
+                                          data_length=len(answer_bytes)), answer_bytes or None)
+                return
+            answer.append((key, "NotUnderstood"))
+        body = encode_text(answer)
+        self._send(P.TextResponse(itt=pdu.itt, ttt=RESERVED_TAG, statsn=self._next_statsn(),
+                                  expcmdsn=exp, maxcmdsn=mx, final=True,
+                                  data_length=len(body)), body or None)
+
+    def _send_targets(self, value: str) -> bytes:
+        """SendTargets=All lists every target this initiator may see (RFC 7143 §13.3)."""
+        initiator = (self.params.initiator_name or "") if self.params else ""
+        session = self.session
+        if value == "All":
+            if session is not None and not session.discovery:
+                names = [self.target.name] if self.target else []
+            else:
+                names = [n for n, t in self.catalog.targets.items() if t.allows(initiator)]
+        elif value == "" and self.target is not None:
+            names = [self.target.name]
+        else:
+            t = self.catalog.target(value)
+            names = [value] if t is not None and t.allows(initiator) else []
+        addresses = self.catalog.portal_addresses()
+        return format_send_targets([(n, addresses) for n in names])
+
+    def _tmf(self, pdu: P.TaskMgmtRequest) -> None:
+        """Task management (RFC 7143 §11.5): abort frees R2T entries to the sink."""
+        response = TmfResponse.FUNCTION_COMPLETE
+        fn = pdu.function
+        lun = lun_from_field(pdu.lun)
+        if fn == TmfFunction.ABORT_TASK:
+            task = self.tasks.get(pdu.referenced_tag)
+            if task is not None:
+                self._abort(task)
+            elif not self._already_done(pdu):
+                response = TmfResponse.TASK_DOES_NOT_EXIST
+        elif fn in (TmfFunction.ABORT_TASK_SET, TmfFunction.CLEAR_TASK_SET,
+                    TmfFunction.LOGICAL_UNIT_RESET):
+            if self.target is None or lun not in self.target.luns:
+                response = TmfResponse.LUN_DOES_NOT_EXIST
+            else:
+                for task in [t for t in self.tasks.values() if t.lun == lun]:
+                    self._abort(task)
+        elif fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET):
+            for task in list(self.tasks.values()):
+                self._abort(task)
+        else:
+            response = TmfResponse.NOT_SUPPORTED
+        exp, mx = self._window()
+        self._send(P.TaskMgmtResponse(itt=pdu.itt, response=response,
+                                      statsn=self._next_statsn(), expcmdsn=exp, maxcmdsn=mx))
+        if fn == TmfFunction.TARGET_COLD_RESET:
+            self.close_after_send = True
+
+    def _already_done(self, pdu: P.TaskMgmtRequest) -> bool:
+        """RefCmdSN inside the window and before the TMF: the task completed (§11.6.1 b)."""
+        session = self.session
+        assert session is not None
+        low = sn_add(session.expcmdsn, -session.depth)
+        return sn_lt(pdu.refcmdsn, pdu.cmdsn) and sn_le(low, pdu.refcmdsn)
+
+    def _abort(self, task: Task) -> None:
+        """Repoint the task's live entries at the sink; free them as their bursts end."""
+        task.aborted = True
+        sink = memoryview(bytearray(0))
+        for tag in [*task.outstanding, *([task.unsol_tag] if task.unsol_tag else [])]:
+            entry = self.table.lookup(tag)
+            entry.destination = sink
+            entry.discarding = True
+        task.next_r2t = task.edtl
+        if task.unsol_tag is None and not task.outstanding:
+            self._finish_task(task)
+
+    def _logout(self, pdu: P.LogoutRequest) -> None:
+        exp, mx = self._window()
+        response = LogoutResponse.SUCCESS
+        if pdu.reason == 1 and pdu.cid != self.cid:
+            response = LogoutResponse.CID_NOT_FOUND
+        elif pdu.reason == 2:
+            response = LogoutResponse.RECOVERY_NOT_SUPPORTED
+        self._send(P.LogoutResponse(itt=pdu.itt, response=response, statsn=self._next_statsn(),
+                                    expcmdsn=exp, maxcmdsn=mx, time2wait=0, time2retain=0))
+        if response == LogoutResponse.SUCCESS:
+            self.close_after_send = True
+
+    # ------------------------------------------------------------------ login
+
+    def _login_config(self) -> TargetLoginConfig:
+        limits = self.catalog.limits
+        catalog = self.catalog
+        return TargetLoginConfig(
+            lookup_target=lambda name: catalog.target(name) is not None,
+            authorize=lambda ini, tgt: (t := catalog.target(tgt)) is not None and t.allows(ini),
+            portal_group_tag=catalog.portal_group_tag,
+            max_recv_data_segment_length=limits.max_recv_data_segment_length,
+            max_burst_length=limits.max_burst_length,
+            first_burst_length=limits.first_burst_length,
+            max_outstanding_r2t=limits.max_outstanding_r2t,
+        )
+
+    def _on_login(self, req: P.LoginRequest, data: bytes) -> None:
+        if self._login_first:
+            self._login_first = False
+            self.statsn = req.expstatsn
+            self.cid = req.cid
+        try:
+            step = self._login.receive(req, data)
+        except LoginFailed as exc:
+            self._login_reject(req, exc.status)
+            return
+        response = step.response
+        tsih = response.tsih
+        if step.complete and step.params is not None:
+            failure = self._attach_session(req, step.params)
+            if failure is not None:
+                self._login_reject(req, failure)
+                return
+            assert self.session is not None
+            tsih = self.session.tsih
+        exp = req.cmdsn
+        mx = sn_add(exp, self.catalog.limits.queue_depth - 1)
+        if self.session is not None:
+            exp, mx = self._window()
+        response = replace(response, tsih=tsih, statsn=self._next_statsn(), expcmdsn=exp,
+                           maxcmdsn=mx, data_length=len(step.data))
+        self._send(response, step.data or None)
+        if step.failed:
+            self.close_after_send = True
+        elif step.complete:
+            self._enter_full_feature()
+
+    def _login_reject(self, req: P.LoginRequest, status: LoginStatus) -> None:
+        self.log.info("login from %s refused: %s", self.peer, status.name)
+        self._send(P.LoginResponse(itt=req.itt, isid=req.isid, tsih=0,
+                                   statsn=self._next_statsn(), expcmdsn=req.cmdsn,
+                                   maxcmdsn=req.cmdsn, status_class=status.status_class,
+                                   status_detail=status.status_detail, csg=req.csg,
+                                   nsg=req.nsg))
+        self.close_after_send = True
+
+    def _attach_session(self, req: P.LoginRequest, params: SessionParams) -> LoginStatus | None:
+        """Create the session (TSIH 0) or join/reinstate one (RFC 7143 §6.3.5)."""
+        catalog = self.catalog
+        self.params = params
+        initiator = params.initiator_name or ""
+        if params.session_type != "Discovery":
+            self.target = catalog.target(params.target_name or "")
+            if self.target is None:
+                return LoginStatus.NOT_FOUND
+        if req.tsih:
+            session = catalog.sessions.get(req.tsih)
+            if session is None:
+                return LoginStatus.SESSION_DOES_NOT_EXIST
+            if len(session.connections) >= params.max_connections:
+                return LoginStatus.TOO_MANY_CONNECTIONS
+        else:
+            old = catalog.find_session(initiator, req.isid)
+            if old is not None:  # session reinstatement: the old one ends
+                for conn in list(old.connections):
+                    conn.close_after_send = True
+                    conn.close()
+            if len(catalog.sessions) >= catalog.limits.max_sessions:
+                return LoginStatus.OUT_OF_RESOURCES
+            session = Session(tsih=catalog.new_tsih(), isid=req.isid,
+                              initiator_name=initiator, target=self.target,
+                              params=params, depth=catalog.limits.queue_depth)
+            session.start(req.cmdsn)
+            catalog.sessions[session.tsih] = session
+        session.connections.append(self)
+        self.session = session
+        self._nexus = Nexus(initiator, req.isid, catalog.portal_group_tag)
+        return None
+
+    def _enter_full_feature(self) -> None:
+        params = self._params
+        self.phase = Phase.FULL_FEATURE
+        self.receiver.max_data_length = params.max_recv_data_segment_length
+        self.receiver.header_digest = params.header_digest
+        self.receiver.data_digest = params.data_digest
+        self.log.info("%s logged in to %s (%s), TSIH %d", params.initiator_name,
+                      params.target_name or "discovery", self.peer,
+                      self.session.tsih if self.session else 0)
+
+    @property
+    def _params(self) -> SessionParams:
+        assert self.params is not None
+        return self.params
+
+
+
+def _extended_cdb(ahs: bytes) -> bytes:
+    """Extended CDB bytes from AHS type 1 (RFC 7143 §11.3.5)."""
+    out = b""
+    pos = 0
+    while pos + 4 <= len(ahs):
+        length = int.from_bytes(ahs[pos:pos + 2], "big")
+        kind = ahs[pos + 2]
+        if kind == 1:
+            out += ahs[pos + 4:pos + 3 + length]
+        pos += 3 + length
+        pos = (pos + 3) & ~3
+    return out
+
+
+def _cmdsn(pdu: P.Pdu) -> int:
+    return int(getattr(pdu, "cmdsn", 0))
+
+
+_TARGET_OPCODES = frozenset(op for op in Opcode if op >= 0x20)
+
+_FFP_HANDLERS: dict[Opcode, Callable[[TargetConnection, P.Pdu, PduReceived], None]] = {
+    Opcode.SCSI_COMMAND: TargetConnection._on_command,  # type: ignore[dict-item]
+    Opcode.DATA_OUT: TargetConnection._on_data_out,  # type: ignore[dict-item]
+    Opcode.NOP_OUT: TargetConnection._on_ordered,
+    Opcode.TEXT_REQUEST: TargetConnection._on_ordered,
+    Opcode.TASK_MGMT_REQUEST: TargetConnection._on_ordered,
+    Opcode.LOGOUT_REQUEST: TargetConnection._on_ordered,
+}
+"""Full feature phase: which PDUs the target accepts and who handles them (RFC 7143 §11)."""

@@ -1,0 +1,171 @@
+"""asyncio ``BufferedProtocol`` glue: the kernel receives straight into the engine's buffers.
+
+``get_buffer()`` returns whatever the engine's receiver asks for: the header scratch area,
+or the slice of a data pointer table entry's destination (the store's own memory), so a
+Data-Out payload travels from the socket to its final home with no user-space copy.
+Output is handed to ``transport.writelines`` as views (a scatter-gather write on uvloop
+and Python >= 3.12; Python 3.11's asyncio joins them, and the counters say so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from typing import Protocol
+
+from ..placement.counters import COUNTERS
+from ..proto.errors import ProtocolError
+
+log = logging.getLogger("pyiscsi.transport")
+
+Buffer = bytes | bytearray | memoryview
+
+
+class Engine(Protocol):
+    """What a sans-IO connection engine offers the transport."""
+
+    number: int
+    close_after_send: bool
+    internal_errors: int
+
+    def get_buffer(self) -> memoryview: ...
+    def advance(self, nbytes: int) -> None: ...
+    def take_output(self) -> tuple[list[Buffer], int]: ...
+    def close(self) -> None: ...
+
+
+def writes_without_copy(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``writelines`` of memoryviews avoids a user-space copy on this loop."""
+    return type(loop).__module__.startswith("uvloop") or sys.version_info >= (3, 12)
+
+
+class Stats:
+    """Process-wide transport counters (internal errors are crashes in the tests' sense)."""
+
+    internal_errors = 0
+    protocol_errors = 0
+    connections = 0
+
+
+class StreamProtocol(asyncio.BufferedProtocol):
+    """One TCP connection: feeds bytes to an engine and writes what it produces."""
+
+    def __init__(self, make_engine: Callable[[str], Engine], *,
+                 login_timeout: float | None = None,
+                 on_lost: Callable[[StreamProtocol], None] | None = None) -> None:
+        self._make_engine = make_engine
+        self._login_timeout = login_timeout
+        self._on_lost = on_lost
+        self.engine: Engine | None = None
+        self.transport: asyncio.Transport | None = None
+        self._zero_copy = False
+        self._paused = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._scratch = memoryview(bytearray(4096))
+
+    # -- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        peer = transport.get_extra_info("peername")
+        assert self.transport is not None
+        name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        loop = asyncio.get_running_loop()
+        self._zero_copy = writes_without_copy(loop)
+        self.engine = self._make_engine(name)
+        Stats.connections += 1
+        self.transport.set_write_buffer_limits(high=8 << 20, low=1 << 20)
+        if self._login_timeout:
+            self._timer = loop.call_later(self._login_timeout, self._login_expired)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        engine = self.engine
+        if engine is None:
+            return self._scratch
+        try:
+            return engine.get_buffer()
+        except Exception:
+            self._internal_error("get_buffer")
+            return self._scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
+        engine = self.engine
+        if engine is None or self.transport is None or self.transport.is_closing():
+            return
+        try:
+            engine.advance(nbytes)
+        except ProtocolError as exc:
+            Stats.protocol_errors += 1
+            log.info("conn %d: closing: %s", engine.number, exc)
+            self._flush()
+            self.transport.close()
+            return
+        except Exception:
+            self._internal_error("advance")
+            return
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.engine is not None:
+            try:
+                self.engine.close()
+            except Exception:
+                self._internal_error("close")
+        if self._on_lost is not None:
+            self._on_lost(self)
+
+    def pause_writing(self) -> None:
+        # Bounded memory: stop reading new requests while the peer is not draining replies.
+        self._paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # -- helpers
+
+    def _flush(self) -> None:
+        engine, transport = self.engine, self.transport
+        if engine is None or transport is None:
+            return
+        out, payload = engine.take_output()
+        if out:
+            if transport.is_closing():
+                return
+            transport.writelines(out)
+            if self._zero_copy:
+                COUNTERS.tx_zero_copy += payload
+            else:
+                COUNTERS.tx_copied += payload
+        if engine.close_after_send:
+            transport.close()
+
+    def _internal_error(self, where: str) -> None:
+        Stats.internal_errors += 1
+        number = self.engine.number if self.engine is not None else -1
+        log.exception("conn %d: internal error in %s; closing the connection", number, where)
+        if self.engine is not None:
+            self.engine.internal_errors += 1
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _login_expired(self) -> None:
+        engine = self.engine
+        if engine is not None and getattr(engine, "logged_in", True) is False \
+                and self.transport is not None:
+            log.info("conn %d: login timeout", engine.number)
+            self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

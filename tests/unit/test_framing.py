@@ -1,0 +1,171 @@
+"""Receive framing: direct placement vs staging, digests, rejects, every split of the stream."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyiscsi.placement.counters import CopyCounters
+from pyiscsi.proto import pdu as P
+from pyiscsi.proto.errors import DigestError, PduRejected
+from pyiscsi.proto.framing import DISCARD, PduReceived, Receiver, Route, frame
+from pyiscsi.proto.wire import RejectReason
+
+
+class Router:
+    """Routes Data-Out payloads into ``memory`` at BufferOffset; others are control data."""
+
+    def __init__(self, size: int = 1 << 20) -> None:
+        self.memory = bytearray(size)
+        self.refuse_ttt: int | None = None
+
+    def route(self, pdu: P.Pdu, header: bytes, ahs: bytes) -> Route:
+        if isinstance(pdu, P.DataOut):
+            if pdu.ttt == self.refuse_ttt:
+                raise PduRejected(RejectReason.INVALID_PDU_FIELD, "refused")
+            if pdu.ttt == 0xDEAD:
+                return DISCARD
+            off = pdu.buffer_offset
+            return memoryview(self.memory)[off:off + pdu.data_length]
+        return None
+
+
+def wire(pdu: P.Pdu, payload: bytes = b"", **kw: bool) -> bytes:
+    return b"".join(bytes(b) for b in frame(pdu.encode(), payload or None, **kw))
+
+
+def data_out(offset: int, payload: bytes, ttt: int = 1) -> bytes:
+    return wire(P.DataOut(itt=1, ttt=ttt, buffer_offset=offset, data_length=len(payload)),
+                payload)
+
+
+def run(rx: Receiver, stream: bytes, chunk: int) -> list[PduReceived]:
+    events = []
+    pos = 0
+    while pos < len(stream):
+        buf = rx.get_buffer()
+        assert len(buf) > 0, "the receiver must always offer room"
+        n = min(len(buf), chunk, len(stream) - pos)
+        buf[:n] = stream[pos:pos + n]
+        pos += n
+        events += rx.advance(n)
+    return events
+
+
+def test_large_payload_is_placed_directly_after_exact_header() -> None:
+    counters = CopyCounters()
+    router = Router()
+    rx = Receiver(router, max_data_length=1 << 20, counters=counters)
+    payload = bytes(range(256)) * 1024  # 256 KiB
+    # First PDU: staging read takes the header plus some payload; the rest goes direct.
+    stream = data_out(0, payload) + data_out(len(payload), payload)
+    events = run(rx, stream, 1 << 20)
+    assert len(events) == 2
+    assert router.memory[:2 * len(payload)] == payload * 2
+    # the second header was read exactly, so its payload was entirely placed
+    assert events[1].placed == len(payload) and events[1].staged == 0
+    assert counters.rx_placed + counters.rx_staged == 2 * len(payload)
+    assert counters.rx_staged == events[0].staged < 65536
+
+
+def test_direct_buffer_is_a_view_of_the_destination() -> None:
+    router = Router()
+    rx = Receiver(router, max_data_length=1 << 20, staging_size=1024)
+    payload = b"x" * 100000
+    stream = data_out(4096, payload)
+    buf = rx.get_buffer()
+    buf[:1024] = stream[:1024]
+    rx.advance(1024)
+    direct = rx.get_buffer()
+    assert direct.obj is router.memory  # the store's own memory, not a stand-in
+
+
+def test_small_pdus_are_staged_and_counted() -> None:
+    counters = CopyCounters()
+    router = Router()
+    rx = Receiver(router, counters=counters)
+    stream = b"".join(data_out(i * 512, bytes([i]) * 512) for i in range(8))
+    events = rx.feed(stream)
+    assert len(events) == 8
+    assert counters.rx_staged == 4096 and counters.rx_placed == 0
+    assert all(router.memory[i * 512:(i + 1) * 512] == bytes([i]) * 512 for i in range(8))
+
+
+def test_control_payload_is_collected_with_padding_stripped() -> None:
+    rx = Receiver(Router())
+    text = b"SendTargets=All\0"
+    events = rx.feed(wire(P.TextRequest(itt=5, data_length=len(text) - 1), text[:-1]))
+    assert events[0].data == text[:-1]
+
+
+def test_rejected_payload_is_drained_never_placed() -> None:
+    counters = CopyCounters()
+    router = Router()
+    router.refuse_ttt = 7
+    rx = Receiver(router, counters=counters, sink_size=1024)
+    payload = b"\xff" * 70000
+    events = rx.feed(data_out(0, payload, ttt=7) + data_out(0, b"ok!!"))
+    assert events[0].rejected is not None and events[0].rejected.header == events[0].header
+    assert router.memory[:4] == b"ok!!" and router.memory[4:70004] == bytes(70000)
+    assert counters.rx_discarded == 70000
+
+
+def test_oversized_segment_is_rejected_and_drained() -> None:
+    rx = Receiver(Router(), max_data_length=8192, sink_size=4096)
+    events = rx.feed(data_out(0, b"a" * 20000) + data_out(0, b"b" * 8))
+    assert events[0].rejected is not None
+    assert events[0].rejected.reason == RejectReason.PROTOCOL_ERROR
+    assert events[1].rejected is None
+
+
+def test_header_digest_mismatch_raises() -> None:
+    rx = Receiver(Router())
+    rx.header_digest = True
+    good = wire(P.NopOut(itt=1), header_digest=True)
+    assert rx.feed(good)[0].pdu == P.NopOut(itt=1)
+    bad = bytearray(good)
+    bad[-1] ^= 1
+    with pytest.raises(DigestError):
+        rx.feed(bytes(bad))
+
+
+def test_data_digest_is_verified_before_placement() -> None:
+    counters = CopyCounters()
+    router = Router()
+    rx = Receiver(router, counters=counters, max_data_length=1 << 20)
+    rx.data_digest = True
+    payload = b"z" * 10000
+    good = wire(P.DataOut(itt=1, ttt=1, buffer_offset=0, data_length=len(payload)), payload,
+                data_digest=True)
+    bad = bytearray(wire(P.DataOut(itt=1, ttt=1, buffer_offset=20000, data_length=len(payload)),
+                         payload, data_digest=True))
+    bad[-1] ^= 0x80
+    events = rx.feed(good + bytes(bad))
+    assert events[0].rejected is None and router.memory[:10000] == payload
+    assert events[1].rejected is not None
+    assert events[1].rejected.reason == RejectReason.DATA_DIGEST_ERROR
+    assert router.memory[20000:30000] == bytes(10000)  # never touched the store
+    assert counters.rx_staged == 10000 and counters.rx_placed == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 9000), min_size=1, max_size=6),
+       st.integers(1, 70000), st.booleans())
+def test_every_split_gives_the_same_result(sizes: list[int], chunk: int, digests: bool) -> None:
+    router = Router()
+    rx = Receiver(router, max_data_length=1 << 20, direct_threshold=1024)
+    rx.header_digest = rx.data_digest = digests
+    stream = b""
+    expected = bytearray(len(router.memory))
+    offset = 0
+    for i, size in enumerate(sizes):
+        payload = bytes([(i * 7 + j) & 0xFF for j in range(size)])
+        stream += wire(P.DataOut(itt=1, ttt=1, buffer_offset=offset, data_length=size),
+                       payload, header_digest=digests, data_digest=digests)
+        stream += wire(P.NopOut(itt=i), header_digest=digests)
+        expected[offset:offset + size] = payload
+        offset += size
+    events = run(rx, stream, chunk)
+    assert len(events) == 2 * len(sizes)
+    assert router.memory == expected

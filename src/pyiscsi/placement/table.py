@@ -30,6 +30,7 @@ class TableEntry:
     """One row of Fig 9C: where a burst lands, plus bookkeeping."""
 
     __slots__ = (
+        "datasn",
         "destination",
         "discarding",
         "generation",
@@ -57,6 +58,8 @@ class TableEntry:
         self.lun = 0
         self.owner: object = None
         self.discarding = False
+        self.datasn = 0
+        """The DataSN the next Data-Out of this burst must carry (RFC 7143 §11.7.3)."""
 
     @property
     def complete(self) -> bool:
@@ -110,6 +113,7 @@ class DataPointerTable:
         entry.lun = lun
         entry.owner = owner
         entry.discarding = False
+        entry.datasn = 0
         return tagfmt.pack(self.connection_number, index, entry.generation)
 
     def lookup(self, tag: int) -> TableEntry:

@@ -40,6 +40,7 @@ from ..proto.wire import (
     TmfResponse,
 )
 from ..scsi import dispatch
+from ..scsi.sense import SenseKey, fixed_sense
 from ..scsi.task import DataOutPlan, Nexus, ScsiRequest, ScsiResult, lun_from_field
 from .session import Session
 
@@ -87,6 +88,9 @@ class Task:
 
 
 _SENSE_LEN = 2
+_DATA_PHASE_ERROR = ScsiResult(ScsiStatus.CHECK_CONDITION,
+                               fixed_sense(SenseKey.ABORTED_COMMAND, 0x4B, 0x00))
+"""ABORTED COMMAND / DATA PHASE ERROR (SPC-4 Annex D): a Data-Out sequence error."""
 
 
 class TargetConnection:
@@ -210,6 +214,13 @@ class TargetConnection:
         entry, view = self.table.place(tag, pdu.buffer_offset, pdu.data_length, itt=pdu.itt,
                                        lun=pdu.lun)
         self._entry, self._entry_tag = entry, tag
+        if pdu.datasn != entry.datasn and isinstance(entry.owner, Task):
+            # A DataSN sequence error at ErrorRecoveryLevel 0 (RFC 7143 §7.1.1): the task
+            # fails; the rest of its data is drained, never stored.
+            self.log.info("ITT 0x%08x: DataSN %d, expected %d", pdu.itt, pdu.datasn,
+                          entry.datasn)
+            self._fail_task(entry.owner, _DATA_PHASE_ERROR)
+        entry.datasn += 1
         return DISCARD if entry.discarding else view
 
     def _route_command(self, cmd: P.ScsiCommand, ahs: bytes) -> Route:
@@ -327,7 +338,7 @@ class TargetConnection:
                 self._finish_task(task)
             return
         if task.result is not None:
-            if task.unsol_tag is None:
+            if task.unsol_tag is None and not task.outstanding:
                 self._respond(task, task.result)
             return
         plan = task.plan
@@ -588,7 +599,7 @@ class TargetConnection:
             task = self.tasks.get(pdu.referenced_tag)
             if task is not None:
                 self._abort(task)
-            elif not self._already_done(pdu):
+            elif not self._not_yet_received(pdu):
                 response = TmfResponse.TASK_DOES_NOT_EXIST
         elif fn in (TmfFunction.ABORT_TASK_SET, TmfFunction.CLEAR_TASK_SET,
                     TmfFunction.LOGICAL_UNIT_RESET):
@@ -608,12 +619,22 @@ class TargetConnection:
         if fn == TmfFunction.TARGET_COLD_RESET:
             self.close_after_send = True
 
-    def _already_done(self, pdu: P.TaskMgmtRequest) -> bool:
-        """RefCmdSN inside the window and before the TMF: the task completed (§11.6.1 b)."""
+    def _not_yet_received(self, pdu: P.TaskMgmtRequest) -> bool:
+        """RFC 7143 §11.6.1 b: an unknown task whose RefCmdSN is in the window (not yet
+        received) and before the TMF's CmdSN counts as aborted: 'Function complete'. A task
+        that already completed (RefCmdSN below ExpCmdSN) does not exist."""
         session = self.session
         assert session is not None
-        low = sn_add(session.expcmdsn, -session.depth)
-        return sn_lt(pdu.refcmdsn, pdu.cmdsn) and sn_le(low, pdu.refcmdsn)
+        return (sn_le(session.expcmdsn, pdu.refcmdsn) and sn_lt(pdu.refcmdsn, pdu.cmdsn)
+                and sn_le(pdu.refcmdsn, session.maxcmdsn))
+
+    def _fail_task(self, task: Task, result: ScsiResult) -> None:
+        """End a write early with ``result``: live entries drain to the sink, no more R2Ts."""
+        task.result = result
+        task.plan = None
+        for tag in [*task.outstanding, *([task.unsol_tag] if task.unsol_tag else [])]:
+            self.table.lookup(tag).discarding = True
+        task.next_r2t = task.edtl
 
     def _abort(self, task: Task) -> None:
         """Repoint the task's live entries at the sink; free them as their bursts end."""

@@ -99,6 +99,9 @@ class Receiver:
         self._sink = memoryview(bytearray(sink_size))
         self._scratch = bytearray()
         self._exact = False
+        self.exact_headers = False
+        """Set by the engine while it expects large solicited payloads (R2Ts outstanding):
+        headers are then read exactly, so the payload behind them is placed, not staged."""
         self._state = _HEADER
         self._events: list[PduReceived] = []
         # current PDU
@@ -129,7 +132,7 @@ class Receiver:
             self._stage[:n] = self._view[self._start:self._end]
             self._start, self._end = 0, n
         limit = len(self._stage)
-        if self._exact:
+        if self._exact or self.exact_headers:
             want = self._wanted()
             if want > 0:
                 limit = min(limit, self._end + want)

@@ -97,10 +97,11 @@ class TargetConnection:
     """Sans-IO engine of one connection of the target role."""
 
     def __init__(self, catalog: Catalog, peer: str = "?", *,
-                 on_close: Callable[[TargetConnection], None] | None = None) -> None:
+                 on_close: Callable[[TargetConnection], None] | None = None,
+                 number: int | None = None) -> None:
         self.catalog = catalog
         self.peer = peer
-        self.number = REGISTRY.register(self)
+        self.number = REGISTRY.register(self, number)
         self.table = DataPointerTable(self.number)
         self.receiver = Receiver(self, max_data_length=8192, on_pdu=self._on_pdu)
         self.phase = Phase.LOGIN
@@ -133,8 +134,12 @@ class TargetConnection:
 
     def advance(self, nbytes: int) -> None:
         """``nbytes`` arrived in the last buffer; may raise RemoteProtocolError (close)."""
-        events = self.receiver.advance(nbytes)
+        receiver = self.receiver
+        events = receiver.advance(nbytes)
         assert not events  # delivered synchronously through _on_pdu
+        # While bursts are open, Data-Outs are coming: read their headers exactly so the
+        # payloads go straight to the store instead of through the staging area.
+        receiver.exact_headers = len(self.table) > 0
 
     def take_output(self) -> tuple[list[Buffer], int]:
         """The buffers to send and how many of their bytes are store payload (zero-copy)."""
@@ -356,6 +361,8 @@ class TargetConnection:
         self._send_r2ts(task)
 
     def _send_r2ts(self, task: Task) -> None:
+        if task.next_r2t >= task.edtl:
+            return
         params = self._params
         assert task.buffer is not None
         exp, mx = self._window()

@@ -15,7 +15,7 @@ from pyiscsi.placement.table import REGISTRY
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.wire import Opcode
 from pyiscsi.scsi.task import DataOutPlan, ScsiResult
-from pyiscsi.target.connection import Task, TargetConnection
+from pyiscsi.target.connection import TargetConnection, Task
 
 from ..pair import Initiator, drain, feed, make_catalog, wire
 

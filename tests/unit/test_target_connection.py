@@ -264,3 +264,31 @@ def test_scsi_command_during_login_closes() -> None:
     conn = TargetConnection(make_catalog(), "x")
     with pytest.raises(Exception, match="SCSI_COMMAND"):
         feed(conn, wire(P.ScsiCommand(itt=1, cdb=bytes(16))))
+
+
+def test_idle_initiator_is_pinged_then_declared_dead(pair: Initiator) -> None:
+    conn = pair.conn
+    conn.tick(100.0)
+    conn.tick(104.0)
+    assert drain(conn) == []
+    conn.tick(105.5)  # 5 s of silence: NOP-In asking for an answer
+    (ping,) = drain(conn)
+    assert isinstance(ping.pdu, P.NopIn)
+    assert ping.pdu.itt == 0xFFFFFFFF and ping.pdu.ttt != 0xFFFFFFFF
+    conn.received_at(106.0)  # the initiator answered
+    feed(conn, wire(P.NopOut(itt=0xFFFFFFFF, ttt=ping.pdu.ttt, cmdsn=pair.cmdsn)))
+    assert drain(conn) == [] and not conn.dead
+    conn.tick(130.0)
+    assert not conn.dead
+    conn.tick(136.5)  # 30 s without a byte
+    assert conn.dead
+
+
+def test_text_continuations_are_bounded(pair: Initiator) -> None:
+    chunk = b"X" * 8192
+    for _ in range(9):
+        feed(pair.conn, wire(P.TextRequest(itt=9, cmdsn=pair.cmdsn, final=False, cont=True,
+                                           data_length=len(chunk)), chunk))
+        pair.cmdsn += 1
+    kinds = [type(r.pdu).__name__ for r in drain(pair.conn)]
+    assert kinds[-1] == "Reject" and kinds.count("TextResponse") == 8

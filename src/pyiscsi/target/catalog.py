@@ -36,6 +36,10 @@ class Limits:
     first_burst_length: int = 262144
     max_outstanding_r2t: int = 8
     login_timeout: float = 15.0
+    nop_interval: float = 5.0
+    """Seconds of silence before the target pings the initiator with a NOP-In (0 = never)."""
+    nop_timeout: float = 30.0
+    """Seconds of silence after which the peer is declared dead and its connection closed."""
 
 
 class Catalog:

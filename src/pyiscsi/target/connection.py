@@ -88,6 +88,8 @@ class Task:
 
 
 _SENSE_LEN = 2
+_MAX_TEXT = 65536
+"""Bound on a Text request reassembled from C-bit continuations (bounded memory)."""
 _DATA_PHASE_ERROR = ScsiResult(ScsiStatus.CHECK_CONDITION,
                                fixed_sense(SenseKey.ABORTED_COMMAND, 0x4B, 0x00))
 """ABORTED COMMAND / DATA PHASE ERROR (SPC-4 Annex D): a Data-Out sequence error."""
@@ -122,7 +124,14 @@ class TargetConnection:
         self._verdict = ""
         self._nexus = Nexus("iqn.unknown")
         self.close_after_send = False
+        self.dead = False
+        """Set by :meth:`tick` when the peer stopped answering NOP-In pings."""
         self.internal_errors = 0
+        self.ping_interval = catalog.limits.nop_interval
+        self.dead_after = catalog.limits.nop_timeout
+        self._last_rx = 0.0
+        self._ping_sent = 0.0
+        self._ping_ttt = 0
         self._on_close = on_close
         self.log = logging.LoggerAdapter(log, {"conn": self.number})
 
@@ -131,6 +140,31 @@ class TargetConnection:
     def get_buffer(self) -> memoryview:
         """Where the transport should receive the next bytes (header scratch or a store slice)."""
         return self.receiver.get_buffer()
+
+    def tick(self, now: float) -> None:
+        """Time passes (aioquic-style ``handle_timer``): ping an idle initiator with a NOP-In
+        (RFC 7143 §11.19, TTT != 0xFFFFFFFF asks for an answer) and declare it dead when it
+        has been silent for ``dead_after`` seconds."""
+        if self.phase is not Phase.FULL_FEATURE or not self.ping_interval:
+            self._last_rx = now
+            return
+        if not self._last_rx:
+            self._last_rx = now
+        idle = now - self._last_rx
+        if self.dead_after and idle >= self.dead_after:
+            self.log.info("peer %s silent for %.0f s: connection dead", self.peer, idle)
+            self.dead = True
+            return
+        if idle >= self.ping_interval and now - self._ping_sent >= self.ping_interval:
+            self._ping_sent = now
+            self._ping_ttt = (self._ping_ttt + 1) & 0x7FFFFFFF
+            exp, mx = self._window()
+            self._send(P.NopIn(itt=RESERVED_TAG, ttt=self._ping_ttt, statsn=self.statsn,
+                               expcmdsn=exp, maxcmdsn=mx))
+
+    def received_at(self, now: float) -> None:
+        """The transport saw bytes from the peer at ``now``."""
+        self._last_rx = now
 
     def advance(self, nbytes: int) -> None:
         """``nbytes`` arrived in the last buffer; may raise RemoteProtocolError (close)."""
@@ -164,6 +198,8 @@ class TargetConnection:
             session.connections.remove(self)
             if not session.connections:
                 self.catalog.sessions.pop(session.tsih, None)
+                for lu in self.target.luns.values() if self.target is not None else ():
+                    lu.nexus_lost(self._nexus)  # the I_T nexus is gone: RESERVE (6) goes
         if self._on_close is not None:
             self._on_close(self)
 
@@ -555,6 +591,10 @@ class TargetConnection:
     def _text(self, pdu: P.TextRequest, data: bytes) -> None:
         exp, mx = self._window()
         if pdu.cont:
+            if len(self._text_buffer) + len(data) > _MAX_TEXT:
+                self._text_buffer = b""
+                self._reject(RejectReason.PROTOCOL_ERROR, pdu.encode(), "text too long")
+                return
             self._text_buffer += data
             self._send(P.TextResponse(itt=pdu.itt, ttt=RESERVED_TAG, statsn=self._next_statsn(),
                                       expcmdsn=exp, maxcmdsn=mx, final=False))
@@ -615,9 +655,14 @@ class TargetConnection:
             else:
                 for task in [t for t in self.tasks.values() if t.lun == lun]:
                     self._abort(task)
+                if fn == TmfFunction.LOGICAL_UNIT_RESET:
+                    self.target.luns[lun].reset("lun")
         elif fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET):
             for task in list(self.tasks.values()):
                 self._abort(task)
+            kind = "warm" if fn == TmfFunction.TARGET_WARM_RESET else "cold"
+            for lu in self.target.luns.values() if self.target is not None else ():
+                lu.reset(kind)
         else:
             response = TmfResponse.NOT_SUPPORTED
         exp, mx = self._window()

@@ -21,6 +21,8 @@ from ..proto.errors import ProtocolError
 log = logging.getLogger("pyiscsi.transport")
 
 Buffer = bytes | bytearray | memoryview
+_TICK = 1.0
+"""Seconds between engine ticks (NOP-In pings, dead-peer detection)."""
 
 
 class Engine(Protocol):
@@ -32,6 +34,10 @@ class Engine(Protocol):
 
     def get_buffer(self) -> memoryview: ...
     def advance(self, nbytes: int) -> None: ...
+    def tick(self, now: float) -> None: ...
+    def received_at(self, now: float) -> None: ...
+    @property
+    def dead(self) -> bool: ...
     def take_output(self) -> tuple[list[Buffer], int]: ...
     def close(self) -> None: ...
 
@@ -63,6 +69,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._zero_copy = False
         self._paused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._ticker: asyncio.TimerHandle | None = None
         self._scratch = memoryview(bytearray(4096))
 
     # -- asyncio callbacks
@@ -79,6 +86,8 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self.transport.set_write_buffer_limits(high=8 << 20, low=1 << 20)
         if self._login_timeout:
             self._timer = loop.call_later(self._login_timeout, self._login_expired)
+        self._loop = loop
+        self._ticker = loop.call_later(_TICK, self._tick)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         engine = self.engine
@@ -95,6 +104,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         if engine is None or self.transport is None or self.transport.is_closing():
             return
         try:
+            engine.received_at(self._loop.time())
             engine.advance(nbytes)
         except ProtocolError as exc:
             Stats.protocol_errors += 1
@@ -113,6 +123,9 @@ class StreamProtocol(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
         if self.engine is not None:
             try:
                 self.engine.close()
@@ -149,6 +162,21 @@ class StreamProtocol(asyncio.BufferedProtocol):
                 COUNTERS.tx_copied += payload
         if engine.close_after_send:
             transport.close()
+
+    def _tick(self) -> None:
+        engine, transport = self.engine, self.transport
+        if engine is None or transport is None or transport.is_closing():
+            return
+        try:
+            engine.tick(self._loop.time())
+        except Exception:  # noqa: BLE001
+            self._internal_error("tick")
+            return
+        if engine.dead:
+            transport.abort()
+            return
+        self._flush()
+        self._ticker = self._loop.call_later(_TICK, self._tick)
 
     def _internal_error(self, where: str) -> None:
         Stats.internal_errors += 1

@@ -273,7 +273,7 @@ def test_read_capacity_10_saturates() -> None:
 
 def test_read_capacity_16() -> None:
     out = good(run(make_lu(), "9e 10 0000000000000000 00000020 00 00"))
-    assert out == bytes.fromhex("00000000000007ff 00000200 00 00 c000".replace(" ", "")) + bytes(16)
+    assert out == bytes.fromhex("00000000000007ff 00000200 00 03 c000".replace(" ", "")) + bytes(16)
     assert good(run(make_lu(), "9e 10 0000000000000000 0000000c 00 00")) == out[:12]
 
 
@@ -391,7 +391,6 @@ def test_write_same_16_ndob_needs_no_data() -> None:
 @pytest.mark.parametrize(
     ("cdb", "expected"),
     [
-        ("41 00 00000000 00 0000 00", INVALID_FIELD),  # WSNZ
         ("41 10 00000000 00 0001 00", INVALID_FIELD),  # ANCHOR
         ("41 18 00000000 00 0001 00", INVALID_FIELD),  # ANCHOR + UNMAP
         ("41 04 00000000 00 0001 00", INVALID_FIELD),  # PBDATA
@@ -412,6 +411,35 @@ def test_write_same_longer_than_block_limits() -> None:
     n = lu.max_write_same_blocks
     assert isinstance(execute_hex(lu, f"93 00 {0:016x} {n:08x} 00 00"), DataOutPlan)
     assert sense_of(execute_hex(lu, f"93 00 {0:016x} {n + 1:08x} 00 00")) == INVALID_FIELD
+
+
+def test_write_same_zero_blocks() -> None:
+    """WSNZ=1: 0 blocks is an error; WSNZ=0: from the LBA to the last one (SBC-4 §5.50)."""
+    lu = make_lu()
+    assert sense_of(run(lu, "41 00 00000000 00 0000 00")) == INVALID_FIELD
+    assert data_of_block_limits(lu)[4] == 1
+    lu.write_same_no_zero = False
+    assert data_of_block_limits(lu)[4] == 0
+    p = plan(lu, f"41 00 {BLOCKS - 3:08x} 00 0000 00")
+    assert p.length == 512
+    assert send(p, b"Z" * 512).status == ScsiStatus.GOOD
+    assert good(run(lu, read10(BLOCKS - 4, 4))) == bytes(512) + b"Z" * 1536
+    assert run(lu, f"41 00 {BLOCKS:08x} 00 0000 00").status == ScsiStatus.GOOD  # nothing left
+    lu.max_write_same_blocks = 2
+    assert sense_of(run(lu, "41 00 00000000 00 0000 00")) == INVALID_FIELD
+
+
+def data_of_block_limits(lu: LogicalUnit) -> bytes:
+    return good(run(lu, "12 01 b0 00 40 00"))
+
+
+def test_write_same_data_out_must_be_one_block() -> None:
+    lu = make_lu()
+    cdb = bytes.fromhex("41 08 00000000 00 0001 00".replace(" ", ""))
+    for edtl in (256, 1024):
+        result = execute(lu, ScsiRequest(cdb, expected_length=edtl, write=True))
+        assert isinstance(result, ScsiResult) and sense_of(result) == INVALID_FIELD
+    assert isinstance(execute(lu, ScsiRequest(cdb, expected_length=512, write=True)), DataOutPlan)
 
 
 def test_write_same_read_only() -> None:

@@ -56,7 +56,7 @@ INVALID_FIELD = (0x05, 0x24, 0x00)
 def test_standard_inquiry() -> None:
     out = data(run(make_lu(), "12 00 00 01 04 00"))
     assert len(out) == 96
-    assert out[:8] == bytes.fromhex("0000061 25b000002".replace(" ", ""))
+    assert out[:8] == bytes.fromhex("0000061 25b080002".replace(" ", ""))  # 3PC
     assert out[8:16] == b"PYISCSI "
     assert out[16:32] == b"pyiscsi disk    "
     assert out[32:36] == b"0001"
@@ -124,6 +124,8 @@ def test_vpd_block_limits_match_lu_limits() -> None:
     max_unmap, max_desc = struct.unpack_from(">II", out, 20)
     assert (max_unmap, max_desc) == (lu.max_unmap_lba_count, lu.max_unmap_descriptors)
     assert struct.unpack_from(">Q", out, 36)[0] == lu.max_write_same_blocks
+    atomic = struct.unpack_from(">III", out, 44)  # max atomic, alignment, granularity
+    assert atomic == (lu.max_atomic_transfer_blocks, 0, 0) and 256 <= atomic[0] <= max_xfer
 
 
 def test_vpd_block_device_characteristics_and_provisioning() -> None:

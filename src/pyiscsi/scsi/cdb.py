@@ -20,32 +20,46 @@ class Op(IntEnum):
     WRITE_6 = 0x0A
     INQUIRY = 0x12
     MODE_SELECT_6 = 0x15
+    RESERVE_6 = 0x16
+    RELEASE_6 = 0x17
     MODE_SENSE_6 = 0x1A
     START_STOP_UNIT = 0x1B
     PREVENT_ALLOW_MEDIUM_REMOVAL = 0x1E
     READ_CAPACITY_10 = 0x25
     READ_10 = 0x28
     WRITE_10 = 0x2A
+    WRITE_AND_VERIFY_10 = 0x2E
     VERIFY_10 = 0x2F
     PRE_FETCH_10 = 0x34
     SYNCHRONIZE_CACHE_10 = 0x35
+    READ_DEFECT_DATA_10 = 0x37
     WRITE_SAME_10 = 0x41
     UNMAP = 0x42
+    SANITIZE = 0x48
     MODE_SELECT_10 = 0x55
     MODE_SENSE_10 = 0x5A
+    PERSISTENT_RESERVE_IN = 0x5E
+    PERSISTENT_RESERVE_OUT = 0x5F
+    EXTENDED_COPY = 0x83
+    RECEIVE_COPY_RESULTS = 0x84
     READ_16 = 0x88
     COMPARE_AND_WRITE = 0x89
     WRITE_16 = 0x8A
+    ORWRITE_16 = 0x8B
+    WRITE_AND_VERIFY_16 = 0x8E
     VERIFY_16 = 0x8F
     PRE_FETCH_16 = 0x90
     SYNCHRONIZE_CACHE_16 = 0x91
     WRITE_SAME_16 = 0x93
+    WRITE_ATOMIC_16 = 0x9C
     SERVICE_ACTION_IN_16 = 0x9E
     REPORT_LUNS = 0xA0
     MAINTENANCE_IN = 0xA3
     READ_12 = 0xA8
     WRITE_12 = 0xAA
+    WRITE_AND_VERIFY_12 = 0xAE
     VERIFY_12 = 0xAF
+    READ_DEFECT_DATA_12 = 0xB7
 
 
 class ServiceAction(IntEnum):
@@ -67,6 +81,8 @@ LBA_COUNT_16 = struct.Struct(">2xQI")
 """16-byte layout: LBA in bytes 2-9, count in bytes 10-13 (SBC-3 §5.13 READ (16))."""
 LBA_COMPARE_AND_WRITE = struct.Struct(">2xQ3xB")
 """COMPARE AND WRITE: LBA in bytes 2-9, NUMBER OF LOGICAL BLOCKS in byte 13 (SBC-3 §5.2)."""
+LBA_COUNT_ATOMIC_16 = struct.Struct(">2xQ2xH")
+"""WRITE ATOMIC (16): LBA in bytes 2-9, ATOMIC BOUNDARY 10-11, count in 12-13 (SBC-4 §5.48)."""
 
 
 def lba_count_6(cdb: bytes) -> tuple[int, int]:
@@ -80,15 +96,20 @@ LBA_COUNT: dict[int, LbaCount] = {
     Op.READ_10: LBA_COUNT_10.unpack_from,
     Op.WRITE_10: LBA_COUNT_10.unpack_from,
     Op.VERIFY_10: LBA_COUNT_10.unpack_from,
+    Op.WRITE_AND_VERIFY_10: LBA_COUNT_10.unpack_from,
     Op.PRE_FETCH_10: LBA_COUNT_10.unpack_from,
     Op.SYNCHRONIZE_CACHE_10: LBA_COUNT_10.unpack_from,
     Op.WRITE_SAME_10: LBA_COUNT_10.unpack_from,
     Op.READ_12: LBA_COUNT_12.unpack_from,
     Op.WRITE_12: LBA_COUNT_12.unpack_from,
     Op.VERIFY_12: LBA_COUNT_12.unpack_from,
+    Op.WRITE_AND_VERIFY_12: LBA_COUNT_12.unpack_from,
     Op.READ_16: LBA_COUNT_16.unpack_from,
     Op.WRITE_16: LBA_COUNT_16.unpack_from,
     Op.VERIFY_16: LBA_COUNT_16.unpack_from,
+    Op.WRITE_AND_VERIFY_16: LBA_COUNT_16.unpack_from,
+    Op.ORWRITE_16: LBA_COUNT_16.unpack_from,
+    Op.WRITE_ATOMIC_16: LBA_COUNT_ATOMIC_16.unpack_from,
     Op.PRE_FETCH_16: LBA_COUNT_16.unpack_from,
     Op.SYNCHRONIZE_CACHE_16: LBA_COUNT_16.unpack_from,
     Op.WRITE_SAME_16: LBA_COUNT_16.unpack_from,

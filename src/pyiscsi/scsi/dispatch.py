@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..backstore.base import StoreError
 from ..proto.wire import ScsiStatus
-from . import sbc, spc
+from . import reservations, sbc, sbc_extra, spc, xcopy
 from .cdb import LBA_COUNT, Op, ServiceAction, cdb_length, control_byte
 from .lun import LogicalUnit
 from .sbc import Handler
@@ -56,6 +56,25 @@ SERVICE_ACTIONS: dict[int, dict[int, Command]] = {
             spc.report_supported_tmfs, _usage("a30d 80 000000 ffffffff 0000")
         ),
     },
+    Op.EXTENDED_COPY: {
+        xcopy.LID1: Command(xcopy.extended_copy, _usage("83 00 0000000000000000 ffffffff 00 00")),
+    },
+    Op.RECEIVE_COPY_RESULTS: {
+        xcopy.COPY_STATUS: Command(
+            xcopy.copy_status, _usage("84 00 ff 00000000000000 ffffffff 00 00")
+        ),
+        xcopy.OPERATING_PARAMETERS: Command(
+            xcopy.operating_parameters, _usage("84 03 00 00000000000000 ffffffff 00 00")
+        ),
+    },
+    Op.PERSISTENT_RESERVE_IN: {
+        sa: Command(reservations.prin_handler(sa), reservations.prin_usage(sa))
+        for sa in reservations.PrinAction
+    },
+    Op.PERSISTENT_RESERVE_OUT: {
+        sa: Command(reservations.prout_handler(sa), reservations.prout_usage(sa))
+        for sa in reservations.ProutAction
+    },
 }
 """Opcode -> service action (CDB byte 1, bits 4-0) -> command."""
 
@@ -70,6 +89,8 @@ COMMANDS: dict[int, Command] = {
     Op.WRITE_6: Command(sbc.write_handler(LBA_COUNT[Op.WRITE_6], False), _usage("0a 1fffffff00")),
     Op.INQUIRY: Command(spc.inquiry, _usage("12 01 ff ffff 00")),
     Op.MODE_SELECT_6: Command(spc.mode_select_6, _usage("15 11 0000 ff 00")),
+    Op.RESERVE_6: Command(reservations.reserve_6, reservations.RESERVE_6_USAGE),
+    Op.RELEASE_6: Command(reservations.release_6, reservations.RELEASE_6_USAGE),
     Op.MODE_SENSE_6: Command(spc.mode_sense_6, _usage("1a 08 ff ff ff 00")),
     Op.START_STOP_UNIT: Command(spc.start_stop_unit, _usage("1b 01 00 0f f7 00")),
     Op.PREVENT_ALLOW_MEDIUM_REMOVAL: Command(
@@ -78,6 +99,10 @@ COMMANDS: dict[int, Command] = {
     Op.READ_CAPACITY_10: Command(sbc.read_capacity_10, _usage("25 00 ffffffff 0000 01 00")),
     Op.READ_10: Command(sbc.read_handler(LBA_COUNT[Op.READ_10], True), _usage("28" + _RW10)),
     Op.WRITE_10: Command(sbc.write_handler(LBA_COUNT[Op.WRITE_10], True), _usage("2a" + _RW10)),
+    Op.WRITE_AND_VERIFY_10: Command(
+        sbc_extra.write_and_verify_handler(LBA_COUNT[Op.WRITE_AND_VERIFY_10]),
+        _usage("2e f6 ffffffff 00 ffff 00"),
+    ),
     Op.VERIFY_10: Command(
         sbc.verify_handler(LBA_COUNT[Op.VERIFY_10]), _usage("2f f6 ffffffff 00 ffff 00")
     ),
@@ -87,6 +112,9 @@ COMMANDS: dict[int, Command] = {
     Op.SYNCHRONIZE_CACHE_10: Command(
         sbc.synchronize_cache_handler(LBA_COUNT[Op.SYNCHRONIZE_CACHE_10]),
         _usage("35 06 ffffffff 00 ffff 00"),
+    ),
+    Op.READ_DEFECT_DATA_10: Command(
+        sbc_extra.read_defect_data_10, _usage("37 00 1f 00000000 ffff 00")
     ),
     Op.WRITE_SAME_10: Command(
         sbc.write_same_handler(LBA_COUNT[Op.WRITE_SAME_10], ndob=False),
@@ -100,6 +128,13 @@ COMMANDS: dict[int, Command] = {
         sbc.compare_and_write, _usage("89 fa ffffffffffffffff 000000 ff 00 00")
     ),
     Op.WRITE_16: Command(sbc.write_handler(LBA_COUNT[Op.WRITE_16], True), _usage("8a" + _RW16)),
+    Op.ORWRITE_16: Command(
+        sbc_extra.orwrite_handler(LBA_COUNT[Op.ORWRITE_16]), _usage("8b" + _RW16)
+    ),
+    Op.WRITE_AND_VERIFY_16: Command(
+        sbc_extra.write_and_verify_handler(LBA_COUNT[Op.WRITE_AND_VERIFY_16]),
+        _usage("8e f6 ffffffffffffffff ffffffff 00 00"),
+    ),
     Op.VERIFY_16: Command(
         sbc.verify_handler(LBA_COUNT[Op.VERIFY_16]),
         _usage("8f f6 ffffffffffffffff ffffffff 00 00"),
@@ -116,11 +151,22 @@ COMMANDS: dict[int, Command] = {
         sbc.write_same_handler(LBA_COUNT[Op.WRITE_SAME_16], ndob=True),
         _usage("93 ff ffffffffffffffff ffffffff 00 00"),
     ),
+    Op.WRITE_ATOMIC_16: Command(
+        sbc_extra.write_atomic_handler(LBA_COUNT[Op.WRITE_ATOMIC_16]),
+        _usage("9c f8 ffffffffffffffff 0000 ffff 00 00"),
+    ),
     Op.REPORT_LUNS: Command(spc.report_luns, _usage("a0 00 ff 000000 ffffffff 00 00")),
     Op.READ_12: Command(sbc.read_handler(LBA_COUNT[Op.READ_12], True), _usage("a8" + _RW12)),
     Op.WRITE_12: Command(sbc.write_handler(LBA_COUNT[Op.WRITE_12], True), _usage("aa" + _RW12)),
+    Op.WRITE_AND_VERIFY_12: Command(
+        sbc_extra.write_and_verify_handler(LBA_COUNT[Op.WRITE_AND_VERIFY_12]),
+        _usage("ae f6 ffffffff ffffffff 00 00"),
+    ),
     Op.VERIFY_12: Command(
         sbc.verify_handler(LBA_COUNT[Op.VERIFY_12]), _usage("af f6 ffffffff ffffffff 00 00")
+    ),
+    Op.READ_DEFECT_DATA_12: Command(
+        sbc_extra.read_defect_data_12, _usage("b7 1f 00000000 ffffffff 00 00")
     ),
 }
 """Opcode -> command, for opcodes without service actions."""
@@ -172,6 +218,7 @@ def execute(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
         control = control_byte(cdb)
         if control & 0x05:  # NACA (ACA not supported) or LINK (obsolete)
             raise ScsiError.invalid_field_in_cdb(cdb_length(cdb[0]) - 1, 2 if control & 4 else 0)
+        lu.reservations.check(request.nexus, cdb)  # RESERVATION CONFLICT (SPC-4 §5.13.1)
         result = handler(lu, request)
     except ScsiError as err:
         return err.result()

@@ -8,9 +8,12 @@ single source for both the Block Limits VPD page (SBC-3 §6.5.3) and the handler
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from ..backstore.base import BackingStore
+from .reservations import Reservations
+from .task import Nexus
 
 PYISCSI_OUI = 0x024953
 """A locally administered (bit 1 of the first octet) company id for NAA-6 designators."""
@@ -30,6 +33,11 @@ class LogicalUnit:
     max_unmap_lba_count = 1 << 20
     max_unmap_descriptors = 256
     max_write_same_bytes = 32 << 20
+    write_same_no_zero = True
+    """WSNZ (SBC-4 §6.6.4): WRITE SAME of 0 blocks is INVALID FIELD IN CDB. When False, 0
+    blocks means up to the last LBA (bounded by MAXIMUM WRITE SAME LENGTH)."""
+    max_atomic_transfer_bytes = 1 << 20
+    """MAXIMUM ATOMIC TRANSFER LENGTH in bytes (SBC-4 §6.6.4); alignment/granularity: none."""
 
     def __init__(self, number: int, store: BackingStore, target_name: str) -> None:
         self.number = number
@@ -46,8 +54,14 @@ class LogicalUnit:
         """WCE of the caching mode page (SBC-3 §6.4.5)."""
         self.peers: Callable[[], Sequence[int]] = lambda: (number,)
         """LUN numbers REPORT LUNS lists; the target replaces it with its registry's view."""
+        self.siblings: Callable[[], Mapping[int, LogicalUnit]] = lambda: {number: self}
+        """The LUs of the same target by LUN (EXTENDED COPY resolves CSCD descriptors among
+        them, SPC-4 §6.4.5); the target replaces it with its registry's view."""
         self.max_transfer_blocks = max(1, self.max_transfer_bytes // self.block_size)
         self.max_write_same_blocks = max(1, self.max_write_same_bytes // self.block_size)
+        self.max_atomic_transfer_blocks = min(
+            self.max_transfer_blocks, max(1, self.max_atomic_transfer_bytes // self.block_size)
+        )
         digest = hashlib.sha256(f"{target_name}\0{number}\0{store.name}".encode()).digest()
         self.serial = digest[:8].hex().upper()
         """Unit serial number (VPD page 80h), 16 hex digits."""
@@ -56,6 +70,21 @@ class LogicalUnit:
         high = (0x6 << 60) | (PYISCSI_OUI << 36) | vendor_specific
         self.naa = high.to_bytes(8, "big") + extension
         """NAA IEEE Registered Extended designator, 16 bytes (SPC-4 §7.8.6.6.5)."""
+        store_path = getattr(store, "path", None)
+        self.reservations = Reservations(
+            Path(f"{store_path}.pr.json") if store_path is not None else None
+        )
+        """Reservation state (SPC-4 §5.13); APTPL state lives in ``<store path>.pr.json``."""
+
+    def nexus_lost(self, nexus: Nexus) -> None:
+        """An I_T nexus ended (session closed, logout, reinstatement): its RESERVE (6)
+        reservation is released; persistent reservations survive (SPC-4 §5.13.4)."""
+        self.reservations.nexus_lost(nexus)
+
+    def reset(self, kind: str) -> None:
+        """LOGICAL UNIT RESET (``"lun"``), TARGET WARM/COLD RESET (``"warm"``/``"cold"``):
+        RESERVE (6) reservations are released, persistent ones survive (SAM-5 §6.3)."""
+        self.reservations.reset(kind)
 
     @property
     def last_lba(self) -> int:

@@ -34,6 +34,14 @@ def _check_range(lu: LogicalUnit, lba: int, count: int) -> None:
         raise ScsiError.lba_out_of_range()
 
 
+def check_data_out_length(request: ScsiRequest, length: int, count_byte: int) -> None:
+    """A command whose Data-Out size is fixed by its CDB (COMPARE AND WRITE, WRITE SAME)
+    rejects an Expected Data Transfer Length that disagrees: INVALID FIELD IN CDB at the
+    count (SBC-4 §5.3, §5.50; RFC 7143 §11.4.5.1 lets the target refuse the mismatch)."""
+    if (request.write or request.expected_length) and request.expected_length != length:
+        raise ScsiError.invalid_field_in_cdb(count_byte)
+
+
 def write_done(received: int) -> ScsiResult:
     """Completion of a plain write into store memory: nothing left to do."""
     return ScsiResult()
@@ -141,10 +149,12 @@ def read_capacity_10(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
 
 
 def read_capacity_16(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
-    """READ CAPACITY (16): LBPME and LBPRZ when thin provisioned, one block per physical."""
+    """READ CAPACITY (16): LBPME and LBPRZ when thin provisioned; LOGICAL BLOCKS PER
+    PHYSICAL BLOCK EXPONENT for a PAGE-sized physical block (the unmap granularity)."""
     (allocation_length,) = ALLOCATION_LENGTH_16.unpack_from(request.cdb)
     flags = 0xC000 if lu.thin else 0
-    data = struct.pack(">QIBBH16x", lu.last_lba, lu.block_size, 0, 0, flags)
+    exponent = max(1, PAGE // lu.block_size).bit_length() - 1
+    data = struct.pack(">QIBBH16x", lu.last_lba, lu.block_size, 0, exponent, flags)
     return ScsiResult(data=data[:allocation_length])
 
 
@@ -233,7 +243,8 @@ def _write_same(lu: LogicalUnit, lba: int, count: int, block: bytes, unmap: bool
 
 def write_same_handler(decode: LbaCount, ndob: bool) -> Handler:
     """WRITE SAME (10)/(16): one block repeated; UNMAP=1 with a zero block deallocates;
-    NDOB=1 (16 only) means no data-out, zeros. WSNZ=1: 0 blocks is INVALID FIELD IN CDB."""
+    NDOB=1 (16 only) means no data-out, zeros. 0 blocks: INVALID FIELD IN CDB when WSNZ=1,
+    else up to the last LBA (SBC-4 §5.50), bounded like any count by MAXIMUM WRITE SAME LENGTH."""
 
     def write_same(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
         cdb = request.cdb
@@ -251,11 +262,18 @@ def write_same_handler(decode: LbaCount, ndob: bool) -> Handler:
         lba, count = decode(cdb)
         _check_range(lu, lba, count)
         count_byte = COUNT_BYTE[cdb_length(cdb[0])]
-        if not count or count > lu.max_write_same_blocks:
+        if not count and lu.write_same_no_zero:
+            raise ScsiError.invalid_field_in_cdb(count_byte)
+        count = count or lu.blocks - lba
+        if count > lu.max_write_same_blocks:
             raise ScsiError.invalid_field_in_cdb(count_byte)
         unmap = bool(flags & 0x08)
         if flags & 0x01:
-            _write_same(lu, lba, count, bytes(lu.block_size), unmap)
+            if count:
+                _write_same(lu, lba, count, bytes(lu.block_size), unmap)
+            return ScsiResult()
+        check_data_out_length(request, lu.block_size, count_byte)
+        if not count:
             return ScsiResult()
         buffer = memoryview(bytearray(lu.block_size))
 
@@ -390,9 +408,10 @@ def compare_and_write(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | Dat
     _check_range(lu, lba, count)
     if count > lu.max_compare_write_blocks:
         raise ScsiError.invalid_field_in_cdb(13)
+    bs = lu.block_size
+    check_data_out_length(request, 2 * count * bs, 13)
     if not count:
         return ScsiResult()
-    bs = lu.block_size
     offset, length = lba * bs, count * bs
     sync = bool(cdb[1] & 0x08) or not lu.write_cache
     buffer = memoryview(bytearray(2 * length))

@@ -41,7 +41,10 @@ class Asc(IntEnum):
 
     NO_ADDITIONAL_SENSE = 0x0000
     LOGICAL_UNIT_NOT_READY = 0x0400
+    SANITIZE_IN_PROGRESS = 0x041B
+    UNREACHABLE_COPY_TARGET = 0x0804
     WRITE_ERROR = 0x0C00
+    COPY_TARGET_DEVICE_NOT_REACHABLE = 0x0D02
     UNRECOVERED_READ_ERROR = 0x1100
     PARAMETER_LIST_LENGTH_ERROR = 0x1A00
     MISCOMPARE_DURING_VERIFY = 0x1D00
@@ -50,11 +53,19 @@ class Asc(IntEnum):
     INVALID_FIELD_IN_CDB = 0x2400
     LOGICAL_UNIT_NOT_SUPPORTED = 0x2500
     INVALID_FIELD_IN_PARAMETER_LIST = 0x2600
+    INVALID_RELEASE_OF_PERSISTENT_RESERVATION = 0x2604
+    TOO_MANY_TARGET_DESCRIPTORS = 0x2606
+    UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE = 0x2607
+    TOO_MANY_SEGMENT_DESCRIPTORS = 0x2608
+    UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE = 0x2609
+    UNEXPECTED_INEXACT_SEGMENT = 0x260A
     WRITE_PROTECTED = 0x2700
     SPACE_ALLOCATION_FAILED_WRITE_PROTECT = 0x2707
     POWER_ON_RESET = 0x2900
     MODE_PARAMETERS_CHANGED = 0x2A01
     COMMANDS_CLEARED_BY_ANOTHER_INITIATOR = 0x2F00
+    MEDIUM_FORMAT_CORRUPTED = 0x3100
+    SANITIZE_COMMAND_FAILED = 0x3103
     SAVING_PARAMETERS_NOT_SUPPORTED = 0x3900
     REPORTED_LUNS_DATA_HAS_CHANGED = 0x3F0E
     INTERNAL_TARGET_FAILURE = 0x4400
@@ -138,8 +149,10 @@ class ScsiError(Exception):
         )
 
     def result(self) -> ScsiResult:
-        """The :class:`ScsiResult` that reports this error."""
-        return ScsiResult(status=self.status, sense=self.sense)
+        """The :class:`ScsiResult` that reports this error (sense only with CHECK CONDITION:
+        RESERVATION CONFLICT carries none, SAM-5 §5.3.1)."""
+        sense = self.sense if self.status == ScsiStatus.CHECK_CONDITION else b""
+        return ScsiResult(status=self.status, sense=sense)
 
     @classmethod
     def illegal(cls, asc: Asc) -> ScsiError:

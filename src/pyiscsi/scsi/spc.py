@@ -81,6 +81,7 @@ def standard_inquiry_data(lu: LogicalUnit) -> bytes:
     data[2] = 0x06  # SPC-4
     data[3] = 0x12  # HISUP, RESPONSE DATA FORMAT 2
     data[4] = len(data) - 5
+    data[5] = 0x08  # 3PC: EXTENDED COPY (LID1) is supported (SPC-4 §6.4)
     data[7] = 0x02  # CMDQUE
     data[8:16] = _ascii(lu.vendor, 8)
     data[16:32] = _ascii(lu.product, 16)
@@ -124,14 +125,15 @@ def vpd_device_identification(lu: LogicalUnit) -> bytes:
     )
 
 
-_BLOCK_LIMITS = struct.Struct(">BBHIIIIIIIQ20x")
+_BLOCK_LIMITS = struct.Struct(">BBHIIIIIIIQIII8x")
 
 
 def vpd_block_limits(lu: LogicalUnit) -> bytes:
-    """Block limits (SBC-3 §6.5.3); the limits the SBC handlers enforce, WSNZ=1."""
+    """Block limits (SBC-4 §6.6.4); the limits the SBC handlers enforce, WSNZ as the LU
+    says; atomic writes without alignment or granularity restrictions."""
     granularity = max(1, PAGE // lu.block_size)
     return _BLOCK_LIMITS.pack(
-        0x01,  # WSNZ
+        int(lu.write_same_no_zero),  # WSNZ
         lu.max_compare_write_blocks,
         granularity,
         lu.max_transfer_blocks,
@@ -142,6 +144,9 @@ def vpd_block_limits(lu: LogicalUnit) -> bytes:
         granularity if lu.thin else 0,
         0,  # unmap granularity alignment, UGAVALID=0
         lu.max_write_same_blocks,
+        lu.max_atomic_transfer_blocks,
+        0,  # atomic alignment: none
+        0,  # atomic transfer length granularity: none
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..proto.chap import AuthConfig
     from ..scsi.lun import LogicalUnit
     from .session import Session
 
@@ -46,8 +47,10 @@ class Catalog:
     """Targets by name, the portals they are reached through, and live sessions by TSIH."""
 
     def __init__(self, targets: list[Target], *, portal_group_tag: int = 1,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, auth: AuthConfig | None = None) -> None:
         self.targets = {t.name: t for t in targets}
+        self.auth = auth
+        """CHAP credentials every login (normal and discovery) must prove; None = no CHAP."""
         self.portal_group_tag = portal_group_tag
         self.portals: list[tuple[str, int]] = []
         self.limits = limits or Limits()

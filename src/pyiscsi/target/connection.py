@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from ..placement.counters import COUNTERS
 from ..placement.table import REGISTRY, DataPointerTable, PlacementError, TableEntry
 from ..proto import pdu as P
+from ..proto.chap import TargetChap
 from ..proto.discovery import format_send_targets
 from ..proto.errors import LoginFailed, PduRejected, RemoteProtocolError
 from ..proto.framing import DISCARD, PduReceived, Receiver, Route, frame
@@ -725,6 +726,7 @@ class TargetConnection:
             max_burst_length=limits.max_burst_length,
             first_burst_length=limits.first_burst_length,
             max_outstanding_r2t=limits.max_outstanding_r2t,
+            authenticator=TargetChap(catalog.auth) if catalog.auth is not None else None,
         )
 
     def _on_login(self, req: P.LoginRequest, data: bytes) -> None:
@@ -754,6 +756,7 @@ class TargetConnection:
                            maxcmdsn=mx, data_length=len(step.data))
         self._send(response, step.data or None)
         if step.failed:
+            self.log.info("login from %s refused: %s", self.peer, step.status.name)
             self.close_after_send = True
         elif step.complete:
             self._enter_full_feature()

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+from .chap import KEYS as CHAP_KEYS
+from .chap import ChapState, InitiatorChap, as_auth_config
 from .errors import LocalProtocolError, LoginFailed, RemoteProtocolError
 from .keys import (
     Negotiation,
@@ -343,11 +345,21 @@ class TargetLogin:
             self._auth_method = self.negotiation.agreed.get("AuthMethod")
             if self._auth_method is None:
                 raise _fail(LoginStatus.AUTHENTICATION_FAILURE, "no acceptable AuthMethod")
-        if auth is not None and self._auth_method == auth.method and stage is LoginStage.SECURITY:
-            extra, done = auth.step(self.initiator_name or "", auth_keys)
-            reply += extra
-            self._authenticated = done
+        if auth is not None and stage is LoginStage.SECURITY:
+            reply += self._authenticate(auth, auth_keys)
         return reply
+
+    def _authenticate(self, auth: Authenticator, keys: Mapping[str, str]
+                      ) -> list[tuple[str, str]]:
+        """Route the method's keys to the authenticator once AuthMethod is agreed (§12);
+        the security stage cannot end before it says the initiator is authenticated."""
+        if self._auth_method is None:
+            raise _fail(LoginStatus.AUTHENTICATION_FAILURE, "AuthMethod not offered")
+        if self._auth_method != auth.method:
+            raise _fail(LoginStatus.INITIATOR_ERROR, "security keys of another AuthMethod")
+        extra, done = auth.step(self.initiator_name or "", keys)
+        self._authenticated = done
+        return extra
 
     def _declarations(self, stage: LoginStage) -> list[tuple[str, str]]:
         """What the target declares unasked: TargetPortalGroupTag and TargetAlias in the first
@@ -495,7 +507,9 @@ class LoginDone:
 
 class InitiatorLogin:
     """Initiator side of one connection's login. ``target_name=None`` means a discovery
-    session. ``credentials`` is reserved for CHAP (not used yet)."""
+    session. ``credentials`` (an :class:`~pyiscsi.proto.chap.AuthConfig`, a ``ChapSecret`` or
+    a ``(user, secret)`` pair) turns on CHAP (RFC 7143 §12.1.3): the login then starts in the
+    security stage offering AuthMethod=CHAP (``CHAP,None`` for one-way CHAP)."""
 
     def __init__(self, initiator_name: str, target_name: str | None, isid: int, *,
                  config: InitiatorLoginConfig | None = None, itt: int = 0, cid: int = 0,
@@ -509,6 +523,8 @@ class InitiatorLogin:
         self.cid = cid
         self.cmdsn = cmdsn
         self.credentials = credentials
+        auth = as_auth_config(credentials)
+        self.chap = InitiatorChap(auth) if auth is not None else None
         self.state = LoginState.START
         self.negotiation = Negotiation(self.config.local_keys())
         self._exp_statsn = exp_statsn & _SERIAL
@@ -533,7 +549,10 @@ class InitiatorLogin:
         pairs.append(n.declare("SessionType", "Discovery" if self.discovery else "Normal"))
         if self.config.initiator_alias:
             pairs.append(n.declare("InitiatorAlias", self.config.initiator_alias))
-        if self.config.security_stage:
+        if self.chap is not None:
+            self._stage, self._nsg = LoginStage.SECURITY, LoginStage.OPERATIONAL
+            pairs.append(n.offer("AuthMethod", "CHAP" if self.chap.mutual else "CHAP,None"))
+        elif self.config.security_stage:
             self._stage, self._nsg = LoginStage.SECURITY, LoginStage.OPERATIONAL
             pairs.append(n.offer("AuthMethod", "None"))
         else:
@@ -579,13 +598,36 @@ class InitiatorLogin:
             return self._request(b"", cont=False, transit=False)
         pairs = parse_text(self._inbox)
         self._inbox.clear()
-        reply = self.negotiation.receive(pairs, stage=self._stage)
+        chap_keys = {k: v for k, v in pairs if self.chap is not None and k in CHAP_KEYS}
+        reply = self.negotiation.receive([(k, v) for k, v in pairs if k not in chap_keys],
+                                         stage=self._stage)
+        reply += self._authenticate(chap_keys)
         if response.transit:
             return self._transit(response, reply)
         return self._send(reply)
 
+    def _authenticate(self, keys: Mapping[str, str]) -> list[tuple[str, str]]:
+        """Drive CHAP once the target agreed AuthMethod=CHAP (RFC 7143 §12.1.3)."""
+        chap = self.chap
+        if chap is None or self._stage is not LoginStage.SECURITY:
+            if keys:
+                raise RemoteProtocolError("CHAP keys outside the security stage")
+            return []
+        if self.negotiation.agreed.get("AuthMethod") != chap.method:
+            if keys:
+                raise RemoteProtocolError("CHAP keys without AuthMethod=CHAP")
+            return []
+        if chap.state is ChapState.START:
+            return chap.start()
+        return chap.step(keys) if keys or not chap.done else []
+
     def _transit(self, response: LoginResponse, reply: list[tuple[str, str]]
                  ) -> tuple[LoginRequest, bytes] | LoginDone:
+        chap = self.chap
+        if (chap is not None and self._stage is LoginStage.SECURITY and not chap.done
+                and self.negotiation.agreed.get("AuthMethod") == chap.method):
+            raise LoginFailed(LoginStatus.AUTHENTICATION_FAILURE,
+                              "target left the security stage before CHAP completed")
         nsg = _STAGES.get(response.nsg)
         if nsg is None or (self._stage, nsg) not in TRANSITIONS or nsg.value > self._nsg.value:
             raise RemoteProtocolError(f"target transit to NSG {response.nsg} not requested")

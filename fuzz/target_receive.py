@@ -23,7 +23,7 @@ with atheris.instrument_imports():
     from pyiscsi.target.connection import TargetConnection
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.pair import Initiator, feed, make_catalog  # noqa: E402
+from tests.pair import Initiator, feed, make_catalog
 
 CATALOG = make_catalog(size=1 << 20)
 MAX_OUTPUT = 64 << 20

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from .unit_attention import UnitAttentions
 from ..backstore.base import BackingStore
 from .reservations import Reservations
 from .task import Nexus
@@ -33,6 +34,9 @@ class LogicalUnit:
     max_unmap_lba_count = 1 << 20
     max_unmap_descriptors = 256
     max_write_same_bytes = 32 << 20
+    physical_block_exponent = 0
+    """LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT of READ CAPACITY (16) (SBC-4 §5.20.2); 3
+    would describe 4096-byte physical blocks of 512-byte LBAs (the unmap granularity)."""
     write_same_no_zero = True
     """WSNZ (SBC-4 §6.6.4): WRITE SAME of 0 blocks is INVALID FIELD IN CDB. When False, 0
     blocks means up to the last LBA (bounded by MAXIMUM WRITE SAME LENGTH)."""
@@ -71,6 +75,8 @@ class LogicalUnit:
         self.naa = high.to_bytes(8, "big") + extension
         """NAA IEEE Registered Extended designator, 16 bytes (SPC-4 §7.8.6.6.5)."""
         store_path = getattr(store, "path", None)
+        self.attentions = UnitAttentions()
+        """Pending unit attentions per I_T nexus (resets)."""
         self.reservations = Reservations(
             Path(f"{store_path}.pr.json") if store_path is not None else None
         )

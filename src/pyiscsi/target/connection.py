@@ -43,6 +43,7 @@ from ..proto.wire import (
 from ..scsi import dispatch
 from ..scsi.sense import SenseKey, fixed_sense
 from ..scsi.task import DataOutPlan, Nexus, ScsiRequest, ScsiResult, lun_from_field
+from ..scsi.unit_attention import RESET_ASC
 from .session import Session
 
 if TYPE_CHECKING:
@@ -201,6 +202,7 @@ class TargetConnection:
                 self.catalog.sessions.pop(session.tsih, None)
                 for lu in self.target.luns.values() if self.target is not None else ():
                     lu.nexus_lost(self._nexus)  # the I_T nexus is gone: RESERVE (6) goes
+                    lu.attentions.leave(self._nexus)
         if self._on_close is not None:
             self._on_close(self)
 
@@ -307,8 +309,14 @@ class TargetConnection:
         request = ScsiRequest(cdb=cdb, expected_length=cmd.expected_length, read=cmd.read,
                               write=cmd.write, nexus=self._nexus, task_tag=cmd.itt)
         lu = self.target.luns.get(lun)
-        outcome = (dispatch.execute(lu, request) if lu is not None
-                   else dispatch.execute_without_lu(request))
+        ua = lu.attentions.take(self._nexus, cdb[0]) if lu is not None else None
+        outcome: ScsiResult | DataOutPlan
+        if ua is not None:
+            outcome = ScsiResult(ScsiStatus.CHECK_CONDITION, ua)
+        elif lu is not None:
+            outcome = dispatch.execute(lu, request)
+        else:
+            outcome = dispatch.execute_without_lu(request)
         if isinstance(outcome, DataOutPlan):
             task.plan = outcome
             task.want = outcome.length
@@ -649,21 +657,18 @@ class TargetConnection:
                 self._abort(task)
             elif not self._not_yet_received(pdu):
                 response = TmfResponse.TASK_DOES_NOT_EXIST
-        elif fn in (TmfFunction.ABORT_TASK_SET, TmfFunction.CLEAR_TASK_SET,
-                    TmfFunction.LOGICAL_UNIT_RESET):
+        elif fn in (TmfFunction.ABORT_TASK_SET, TmfFunction.CLEAR_TASK_SET):
             if self.target is None or lun not in self.target.luns:
                 response = TmfResponse.LUN_DOES_NOT_EXIST
             else:
                 for task in [t for t in self.tasks.values() if t.lun == lun]:
                     self._abort(task)
-                if fn == TmfFunction.LOGICAL_UNIT_RESET:
-                    self.target.luns[lun].reset("lun")
-        elif fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET):
-            for task in list(self.tasks.values()):
-                self._abort(task)
-            kind = "warm" if fn == TmfFunction.TARGET_WARM_RESET else "cold"
-            for lu in self.target.luns.values() if self.target is not None else ():
-                lu.reset(kind)
+        elif fn in _RESETS:
+            if self.target is None or (fn == TmfFunction.LOGICAL_UNIT_RESET
+                                       and lun not in self.target.luns):
+                response = TmfResponse.LUN_DOES_NOT_EXIST
+            else:
+                self._reset(_RESETS[TmfFunction(fn)], None if fn != 5 else lun)
         else:
             response = TmfResponse.NOT_SUPPORTED
         exp, mx = self._window()
@@ -671,6 +676,25 @@ class TargetConnection:
                                       statsn=self._next_statsn(), expcmdsn=exp, maxcmdsn=mx))
         if fn == TmfFunction.TARGET_COLD_RESET:
             self.close_after_send = True
+
+    def _reset(self, kind: str, lun: int | None) -> None:
+        """LOGICAL UNIT RESET (one LU) or TARGET WARM/COLD RESET (all): abort the tasks of
+        every session on them, reset their state, establish a unit attention for every
+        I_T nexus (SAM-5 §6.3-6.7); a cold reset also ends every session's connections."""
+        assert self.target is not None
+        luns = [lun] if lun is not None else list(self.target.luns)
+        for session in list(self.catalog.sessions.values()):
+            if session.target is not self.target:
+                continue
+            for conn in session.connections:
+                for task in [t for t in conn.tasks.values() if t.lun in luns]:
+                    conn._abort(task)
+                if kind == "cold" and conn is not self:
+                    conn.dead = True
+        for n in luns:
+            lu = self.target.luns[n]
+            lu.reset(kind)
+            lu.attentions.establish(*RESET_ASC[kind])
 
     def _not_yet_received(self, pdu: P.TaskMgmtRequest) -> bool:
         """RFC 7143 §11.6.1 b: an unknown task whose RefCmdSN is in the window (not yet
@@ -801,6 +825,8 @@ class TargetConnection:
         session.connections.append(self)
         self.session = session
         self._nexus = Nexus(initiator, req.isid, catalog.portal_group_tag)
+        for lu in self.target.luns.values() if self.target is not None else ():
+            lu.attentions.join(self._nexus)
         return None
 
     def _enter_full_feature(self) -> None:
@@ -837,6 +863,12 @@ def _extended_cdb(ahs: bytes) -> bytes:
 def _cmdsn(pdu: P.Pdu) -> int:
     return int(getattr(pdu, "cmdsn", 0))
 
+
+_RESETS = {
+    TmfFunction.LOGICAL_UNIT_RESET: "lun",
+    TmfFunction.TARGET_WARM_RESET: "warm",
+    TmfFunction.TARGET_COLD_RESET: "cold",
+}
 
 _TARGET_OPCODES = frozenset(op for op in Opcode if op >= 0x20)
 

@@ -1,0 +1,58 @@
+"""Unit attention conditions per I_T nexus (SAM-5 §5.14, SPC-4 §5.14? / §4.5.3).
+
+A reset establishes a unit attention for every I_T nexus that knows the logical unit; the
+next command from that nexus (except INQUIRY, REPORT LUNS and REQUEST SENSE) ends in CHECK
+CONDITION with UNIT ATTENTION sense, which clears it. REQUEST SENSE reports it as its data.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .sense import SenseKey, fixed_sense
+from .task import Nexus
+
+EXEMPT_OPCODES = frozenset({0x12, 0xA0, 0x03})
+"""INQUIRY, REPORT LUNS, REQUEST SENSE run despite a pending unit attention (SAM-5 §5.14)."""
+
+RESET_ASC = {
+    "lun": (0x29, 0x03),   # BUS DEVICE RESET FUNCTION OCCURRED
+    "warm": (0x29, 0x02),  # SCSI BUS RESET OCCURRED (target reset)
+    "cold": (0x29, 0x01),  # POWER ON OCCURRED
+}
+"""ASC/ASCQ established by each kind of reset (SPC-4 Annex D)."""
+
+_MAX_PENDING = 16
+
+
+class UnitAttentions:
+    """Pending unit attention conditions of one logical unit, by I_T nexus."""
+
+    def __init__(self) -> None:
+        self._pending: dict[Nexus, deque[tuple[int, int]]] = {}
+
+    def join(self, nexus: Nexus) -> None:
+        """A nexus starts using the logical unit (its session logged in)."""
+        self._pending.setdefault(nexus, deque(maxlen=_MAX_PENDING))
+
+    def leave(self, nexus: Nexus) -> None:
+        self._pending.pop(nexus, None)
+
+    def establish(self, asc: int, ascq: int) -> None:
+        """Queue a unit attention for every nexus that knows the logical unit."""
+        for queue in self._pending.values():
+            if (asc, ascq) not in queue:
+                queue.append((asc, ascq))
+
+    def take(self, nexus: Nexus, opcode: int) -> bytes | None:
+        """The sense data of the oldest pending unit attention, consumed; None if none
+        or the command is exempt."""
+        queue = self._pending.get(nexus)
+        if not queue or opcode in EXEMPT_OPCODES:
+            return None
+        asc, ascq = queue.popleft()
+        return fixed_sense(SenseKey.UNIT_ATTENTION, asc, ascq)
+
+    def pending(self, nexus: Nexus) -> int:
+        queue = self._pending.get(nexus)
+        return len(queue) if queue else 0

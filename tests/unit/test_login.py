@@ -539,3 +539,126 @@ def test_target_does_not_transit_while_its_own_offer_is_unanswered() -> None:
     assert "DefaultTime2Retain" not in dict(parse_text(step.data))
     assert step.complete and step.params is not None
     assert step.params.default_time2retain == 0
+
+
+# ---------------------------------------------------------------- CHAP (RFC 7143 §12.1.3)
+
+from pyiscsi.proto.chap import AuthConfig, ChapSecret, TargetChap  # noqa: E402
+
+CHAP_INI = ChapSecret("user", b"secretsecret12")
+CHAP_TGT = ChapSecret("target", b"targetsecret34")
+
+
+def chap_target(auth: AuthConfig | None = None) -> TargetLogin:
+    return TargetLogin(config(authenticator=TargetChap(auth or AuthConfig(CHAP_INI, CHAP_TGT))))
+
+
+def sent_keys(result: Run) -> list[dict[str, str]]:
+    return [dict(parse_text(data)) for _, data in result.requests]
+
+
+def test_one_way_chap_login_reaches_full_feature() -> None:
+    initiator = InitiatorLogin(INITIATOR, TARGET, ISID, credentials=("user", "secretsecret12"))
+    result = run(initiator, chap_target())
+    keys = sent_keys(result)
+    assert keys[0]["AuthMethod"] == "CHAP,None"
+    assert keys[1] == {"CHAP_A": "7,8,5"}
+    assert set(keys[2]) == {"CHAP_N", "CHAP_R"}
+    # the target stays in the security stage until CHAP_R checked out
+    assert [s.response.transit for s in result.steps[:3]] == [False, False, True]
+    assert result.steps[2].response.csg == 0 and result.steps[2].response.nsg == 1
+    assert result.steps[-1].complete and result.done.tsih
+
+
+def test_mutual_chap_login_reaches_full_feature() -> None:
+    auth = AuthConfig(CHAP_INI, CHAP_TGT)
+    initiator = InitiatorLogin(INITIATOR, TARGET, ISID, credentials=auth)
+    result = run(initiator, chap_target(auth))
+    assert sent_keys(result)[0]["AuthMethod"] == "CHAP"        # no downgrade to None
+    assert {"CHAP_I", "CHAP_C"} <= set(sent_keys(result)[2])
+    assert set(dict(parse_text(result.steps[2].data))) == {"CHAP_N", "CHAP_R"}
+    assert initiator.chap is not None and initiator.chap.done
+
+
+def test_chap_discovery_session() -> None:
+    initiator = InitiatorLogin(INITIATOR, None, ISID, credentials=AuthConfig(CHAP_INI))
+    assert run(initiator, chap_target()).done.params.discovery
+
+
+def drive_until_failure(initiator: InitiatorLogin, target: TargetLogin) -> LoginStep:
+    out = initiator.start()
+    for _ in range(10):
+        assert not isinstance(out, LoginDone)
+        step = target.receive(wire_req(out[0]), out[1])
+        if step.failed:
+            with pytest.raises(LoginFailed) as exc:
+                initiator.receive(wire_rsp(step.response), step.data)
+            assert exc.value.status == step.status
+            return step
+        out = initiator.receive(wire_rsp(step.response), step.data)
+    raise AssertionError("login did not fail")
+
+
+def test_wrong_chap_secret_is_0201_on_both_sides() -> None:
+    initiator = InitiatorLogin(INITIATOR, TARGET, ISID, credentials=("user", "wrongwrongwrong"))
+    step = drive_until_failure(initiator, chap_target())
+    assert status_bytes(step) == b"\x02\x01"
+
+
+def test_no_credentials_against_chap_target_is_0201() -> None:
+    for cfg in (InitiatorLoginConfig(), InitiatorLoginConfig(security_stage=True)):
+        initiator = InitiatorLogin(INITIATOR, TARGET, ISID, config=cfg)
+        assert status_bytes(drive_until_failure(initiator, chap_target())) == b"\x02\x01"
+
+
+def test_mutual_requested_from_target_without_mutual_secret_is_0201() -> None:
+    initiator = InitiatorLogin(INITIATOR, TARGET, ISID,
+                               credentials=AuthConfig(CHAP_INI, CHAP_TGT))
+    step = drive_until_failure(initiator, chap_target(AuthConfig(CHAP_INI)))
+    assert status_bytes(step) == b"\x02\x01"
+
+
+def test_chap_keys_without_auth_method_are_refused() -> None:
+    step = send(chap_target(), request(*IDENTITY, ("CHAP_A", "5"), csg=0, nsg=1))
+    assert status_bytes(step) == b"\x02\x01"
+
+
+def test_one_way_initiator_accepts_a_target_without_chap() -> None:
+    initiator = InitiatorLogin(INITIATOR, TARGET, ISID, credentials=("user", "secretsecret12"))
+    result = run(initiator, TargetLogin(config()))
+    assert result.done.tsih and initiator.negotiation.agreed.get("AuthMethod") == "None"
+
+
+def test_mutual_initiator_refuses_a_target_that_skips_chap() -> None:
+    initiator = InitiatorLogin(INITIATOR, TARGET, ISID,
+                               credentials=AuthConfig(CHAP_INI, CHAP_TGT))
+    initiator.start()
+    text = encode_text([("AuthMethod", "Reject")])
+    response = LoginResponse(itt=0, isid=ISID, transit=True, csg=0, nsg=1,
+                             data_length=len(text))
+    with pytest.raises(LoginFailed) as exc:
+        initiator.receive(wire_rsp(response), text)
+    assert exc.value.status is LoginStatus.AUTHENTICATION_FAILURE
+    initiator = InitiatorLogin(INITIATOR, TARGET, ISID,
+                               credentials=AuthConfig(CHAP_INI, CHAP_TGT))
+    initiator.start()
+    text = encode_text([("AuthMethod", "None")])     # not among what we offered
+    with pytest.raises(RemoteProtocolError):
+        initiator.receive(wire_rsp(replace(response, data_length=len(text))), text)
+
+
+def test_initiator_refuses_transit_before_mutual_answer() -> None:
+    initiator = InitiatorLogin(INITIATOR, TARGET, ISID,
+                               credentials=AuthConfig(CHAP_INI, CHAP_TGT))
+    target = chap_target()
+    out = initiator.start()
+    for _ in range(2):                               # AuthMethod, then CHAP_A
+        assert not isinstance(out, LoginDone)
+        step = target.receive(wire_req(out[0]), out[1])
+        out = initiator.receive(wire_rsp(step.response), step.data)
+    assert not isinstance(out, LoginDone)
+    step = target.receive(wire_req(out[0]), out[1])
+    assert step.response.transit
+    with pytest.raises(LoginFailed) as exc:          # the target's CHAP_N/CHAP_R dropped
+        initiator.receive(wire_rsp(replace(step.response, data_length=0)), b"")
+    assert exc.value.status is LoginStatus.AUTHENTICATION_FAILURE

@@ -273,7 +273,7 @@ def test_read_capacity_10_saturates() -> None:
 
 def test_read_capacity_16() -> None:
     out = good(run(make_lu(), "9e 10 0000000000000000 00000020 00 00"))
-    assert out == bytes.fromhex("00000000000007ff 00000200 00 03 c000".replace(" ", "")) + bytes(16)
+    assert out == bytes.fromhex("00000000000007ff 00000200 00 00 c000".replace(" ", "")) + bytes(16)
     assert good(run(make_lu(), "9e 10 0000000000000000 0000000c 00 00")) == out[:12]
 
 

@@ -624,10 +624,10 @@ class InitiatorLogin:
     def _transit(self, response: LoginResponse, reply: list[tuple[str, str]]
                  ) -> tuple[LoginRequest, bytes] | LoginDone:
         chap = self.chap
-        if (chap is not None and self._stage is LoginStage.SECURITY and not chap.done
-                and self.negotiation.agreed.get("AuthMethod") == chap.method):
+        if chap is not None and self._stage is LoginStage.SECURITY and not chap.done and (
+                chap.mutual or self.negotiation.agreed.get("AuthMethod") == chap.method):
             raise LoginFailed(LoginStatus.AUTHENTICATION_FAILURE,
-                              "target left the security stage before CHAP completed")
+                              "target left the security stage without completing CHAP")
         nsg = _STAGES.get(response.nsg)
         if nsg is None or (self._stage, nsg) not in TRANSITIONS or nsg.value > self._nsg.value:
             raise RemoteProtocolError(f"target transit to NSG {response.nsg} not requested")

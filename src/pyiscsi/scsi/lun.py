@@ -11,10 +11,10 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from .unit_attention import UnitAttentions
 from ..backstore.base import BackingStore
 from .reservations import Reservations
 from .task import Nexus
+from .unit_attention import UnitAttentions
 
 PYISCSI_OUI = 0x024953
 """A locally administered (bit 1 of the first octet) company id for NAA-6 designators."""

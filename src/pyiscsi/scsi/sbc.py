@@ -149,11 +149,11 @@ def read_capacity_10(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
 
 
 def read_capacity_16(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
-    """READ CAPACITY (16): LBPME and LBPRZ when thin provisioned; LOGICAL BLOCKS PER
-    PHYSICAL BLOCK EXPONENT for a PAGE-sized physical block (the unmap granularity)."""
+    """READ CAPACITY (16): LBPME and LBPRZ when thin provisioned, the LU's LOGICAL BLOCKS
+    PER PHYSICAL BLOCK EXPONENT (SBC-4 §5.20.2)."""
     (allocation_length,) = ALLOCATION_LENGTH_16.unpack_from(request.cdb)
     flags = 0xC000 if lu.thin else 0
-    exponent = max(1, PAGE // lu.block_size).bit_length() - 1
+    exponent = lu.physical_block_exponent & 0x0F
     data = struct.pack(">QIBBH16x", lu.last_lba, lu.block_size, 0, exponent, flags)
     return ScsiResult(data=data[:allocation_length])
 

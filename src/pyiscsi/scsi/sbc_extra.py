@@ -36,7 +36,11 @@ def _atomic_limit(lu: LogicalUnit) -> int:
 
 
 def _write_prologue(
-    lu: LogicalUnit, cdb: bytes, decode: LbaCount, limit: Limit = _transfer_limit
+    lu: LogicalUnit,
+    cdb: bytes,
+    decode: LbaCount,
+    limit: Limit = _transfer_limit,
+    count_byte: int | None = None,
 ) -> tuple[int, int]:
     """The checks every write-type CDB shares (SBC-3 §4.5, §4.13, §4.22.2): no protection
     information (WRPROTECT/ORPROTECT 0), writable, in range, within the transfer limit."""
@@ -48,7 +52,7 @@ def _write_prologue(
     if lba + count > lu.blocks or lba > lu.blocks:
         raise ScsiError.lba_out_of_range()
     if count > limit(lu):
-        raise ScsiError.invalid_field_in_cdb(COUNT_BYTE[cdb_length(cdb[0])])
+        raise ScsiError.invalid_field_in_cdb(count_byte or COUNT_BYTE[cdb_length(cdb[0])])
     return lba, count
 
 
@@ -90,14 +94,15 @@ def write_and_verify_handler(decode: LbaCount) -> Handler:
         buffer = memoryview(bytearray(size))
 
         def write_then_compare(received: int) -> ScsiResult:
+            # Only what arrived is written (an EDTL below the CDB's length, RFC 7143 §11.4.5.1).
             if bytchk == 3:
-                data = memoryview(bytes(buffer) * count)
+                data = memoryview(bytes(buffer) * count if received >= bs else b"")
             else:
-                data = buffer[: min(received, length)] if not bytchk else buffer
+                data = buffer[: min(received, length)]
             store.write(offset, data)
             store.flush(offset, length)
             if bytchk:
-                at = first_difference(data, _store_bytes(lu, offset, length))
+                at = first_difference(data, _store_bytes(lu, offset, len(data)))
                 if at is not None:
                     raise ScsiError.miscompare(at)
             return ScsiResult()
@@ -151,6 +156,10 @@ def orwrite_handler(decode: LbaCount) -> Handler:
 # --- WRITE ATOMIC (16) (SBC-4 §5.48) -----------------------------------------------------
 
 
+ATOMIC_COUNT_BYTE = 12
+"""WRITE ATOMIC (16) TRANSFER LENGTH: bytes 12-13 (bytes 10-11 are ATOMIC BOUNDARY)."""
+
+
 def write_atomic_handler(decode: LbaCount) -> Handler:
     """WRITE ATOMIC (16): staged, then applied in one store write when the whole Data-Out
     has arrived; commands run on one thread, so others see all of it or none. Limits come
@@ -159,20 +168,20 @@ def write_atomic_handler(decode: LbaCount) -> Handler:
 
     def write_atomic(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
         cdb = request.cdb
-        lba, count = _write_prologue(lu, cdb, decode, _atomic_limit)
+        lba, count = _write_prologue(lu, cdb, decode, _atomic_limit, ATOMIC_COUNT_BYTE)
         if cdb[10] or cdb[11]:
             raise ScsiError.invalid_field_in_cdb(10)
         if not count:
             return ScsiResult()
         bs = lu.block_size
         offset, length = lba * bs, count * bs
-        check_data_out_length(request, length, 12)
+        check_data_out_length(request, length, ATOMIC_COUNT_BYTE)
         sync = _flush_after(lu, cdb)
         buffer = memoryview(bytearray(length))
 
         def apply(received: int) -> ScsiResult:
             if received < length:  # all or nothing: a short transfer changes no LBA
-                raise ScsiError.invalid_field_in_cdb(12)
+                raise ScsiError.invalid_field_in_cdb(ATOMIC_COUNT_BYTE)
             lu.store.write(offset, buffer)
             if sync:
                 lu.store.flush(offset, length)

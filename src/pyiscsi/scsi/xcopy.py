@@ -100,11 +100,10 @@ def _resolve(lu: LogicalUnit, descriptor: bytes) -> LogicalUnit | None:
     """The LU of the same target an identification CSCD descriptor names (SPC-4 §6.4.5.5),
     or None. LU ID TYPE and NUL are ignored (obsolete in SPC-4); the DISK BLOCK LENGTH of
     the block device parameters must match the LU's."""
-    peripheral_type = descriptor[1] & 0x1F
-    code_set, association, kind = descriptor[4] & 0x0F, (descriptor[5] >> 4) & 3, descriptor[5] & 0x0F
-    length = descriptor[7]
-    if peripheral_type != 0 or association != 0 or length > 20:
+    peripheral_type, association, length = descriptor[1] & 0x1F, descriptor[5] & 0x30, descriptor[7]
+    if peripheral_type != 0 or association != 0 or length > 20:  # a block device's LU only
         return None
+    code_set, kind = descriptor[4] & 0x0F, descriptor[5] & 0x0F
     wanted = bytes((code_set, kind, length)) + descriptor[8 : 8 + length]
     block_length = int.from_bytes(descriptor[29:32], "big")
     for candidate in lu.siblings().values():
@@ -262,22 +261,25 @@ def copy_status(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
 def operating_parameters(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
     """RECEIVE COPY RESULTS, OPERATING PARAMETERS (SPC-4 §6.18.5): the copy manager's
     limits, SNLID=1 (LIST ID USAGE 11b supported), the implemented descriptor codes."""
-    body = _OPERATING_PARAMETERS.pack(
-        0,  # AVAILABLE DATA, patched below
-        0x01,  # SNLID
-        MAX_CSCD_DESCRIPTORS,
-        MAX_SEGMENT_DESCRIPTORS,
-        MAX_DESCRIPTOR_LIST_LENGTH,
-        MAX_SEGMENT_BYTES,
-        0,  # MAXIMUM INLINE DATA LENGTH
-        0,  # HELD DATA LIMIT (no RECEIVE DATA)
-        0,  # MAXIMUM STREAM DEVICE TRANSFER SIZE
-        1,  # TOTAL CONCURRENT COPIES
-        1,  # MAXIMUM CONCURRENT COPIES
-        max(1, lu.block_size).bit_length() - 1,  # DATA SEGMENT GRANULARITY (log2)
-        0,  # INLINE DATA GRANULARITY
-        0,  # HELD DATA GRANULARITY
-        len(IMPLEMENTED_DESCRIPTORS),
-    ) + IMPLEMENTED_DESCRIPTORS
+    body = (
+        _OPERATING_PARAMETERS.pack(
+            0,  # AVAILABLE DATA, patched below
+            0x01,  # SNLID
+            MAX_CSCD_DESCRIPTORS,
+            MAX_SEGMENT_DESCRIPTORS,
+            MAX_DESCRIPTOR_LIST_LENGTH,
+            MAX_SEGMENT_BYTES,
+            0,  # MAXIMUM INLINE DATA LENGTH
+            0,  # HELD DATA LIMIT (no RECEIVE DATA)
+            0,  # MAXIMUM STREAM DEVICE TRANSFER SIZE
+            1,  # TOTAL CONCURRENT COPIES
+            1,  # MAXIMUM CONCURRENT COPIES
+            max(1, lu.block_size).bit_length() - 1,  # DATA SEGMENT GRANULARITY (log2)
+            0,  # INLINE DATA GRANULARITY
+            0,  # HELD DATA GRANULARITY
+            len(IMPLEMENTED_DESCRIPTORS),
+        )
+        + IMPLEMENTED_DESCRIPTORS
+    )
     data = struct.pack(">I", len(body) - 4) + body[4:]
     return ScsiResult(data=data[: _allocation_length(request.cdb)])

@@ -169,7 +169,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
             return
         try:
             engine.tick(self._loop.time())
-        except Exception:  # noqa: BLE001
+        except Exception:
             self._internal_error("tick")
             return
         if engine.dead:

@@ -72,6 +72,7 @@ class Initiator:
     """Just enough initiator state to log in and number commands."""
 
     conn: TargetConnection
+    isid: int = 0x400001230000
     cmdsn: int = 0
     expstatsn: int = 0
     itt: int = 0x1000
@@ -79,7 +80,7 @@ class Initiator:
     login_replies: list[Reply] = field(default_factory=list)
 
     def login(self, target: str | None = TARGET, **config: object) -> LoginDone:
-        login = InitiatorLogin(INITIATOR, target, isid=0x400001230000,
+        login = InitiatorLogin(INITIATOR, target, isid=self.isid,
                                config=InitiatorLoginConfig(**config))  # type: ignore[arg-type]
         req, data = login.start()
         while True:

@@ -813,8 +813,8 @@ class TargetConnection:
             old = catalog.find_session(initiator, req.isid)
             if old is not None:  # session reinstatement: the old one ends
                 for conn in list(old.connections):
-                    conn.close_after_send = True
                     conn.close()
+                    conn.dead = True  # the transport drops its socket at the next tick
             if len(catalog.sessions) >= catalog.limits.max_sessions:
                 return LoginStatus.OUT_OF_RESOURCES
             session = Session(tsih=catalog.new_tsih(), isid=req.isid,

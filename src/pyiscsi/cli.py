@@ -63,23 +63,38 @@ def main(log_level: str) -> None:
 @click.option("--queue-depth", default=128, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--loop", "loop_kind", default="auto", show_default=True,
               type=click.Choice(["auto", "uvloop", "asyncio"]))
+@click.option("--chap", "chap", metavar="USER:SECRET", default=None,
+              help="require CHAP for every login, discovery too (or $PYISCSI_CHAP; command "
+                   "lines show in ps: prefer --auth-file)")
+@click.option("--mutual-chap", "mutual_chap", metavar="USER:SECRET", default=None,
+              help="answer mutual CHAP with these (or $PYISCSI_MUTUAL_CHAP)")
+@click.option("--allow", "allow", multiple=True, metavar="IQN",
+              help="InitiatorName allowed to log in (repeatable; default: everyone)")
+@click.option("--auth-file", "auth_file", type=click.Path(dir_okay=False), default=None,
+              metavar="PATH", help="mode 0600 file of chap=, mutual-chap=, allow= lines")
 def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
-          stats_path: str | None, queue_depth: int, loop_kind: str) -> None:
+          stats_path: str | None, queue_depth: int, loop_kind: str, chap: str | None,
+          mutual_chap: str | None, allow: tuple[str, ...], auth_file: str | None) -> None:
     """Serve LUNs to iSCSI initiators (Ctrl-C or SIGTERM stops cleanly)."""
     from .backstore.spec import open_store, parse_lun_spec
     from .scsi.lun import LogicalUnit
+    from .target.authconfig import exposure_warning, load_access
     from .target.catalog import Catalog, Limits, Target
 
     try:
         addresses = [parse_portal(p) for p in (portals or (DEFAULT_PORTAL,))]
         specs = [parse_lun_spec(s) for s in (luns or (DEFAULT_LUN,))]
+        access = load_access(chap=chap, mutual=mutual_chap, allow=allow, auth_file=auth_file)
     except ValueError as exc:
         _fail(str(exc))
+    warning = exposure_warning([host for host, _ in addresses], access)
+    if warning:
+        click.echo(warning, err=True)
     if not luns:
         Path("pyiscsi-data").mkdir(exist_ok=True)
     if not target_name.startswith(("iqn.", "eui.", "naa.")):
         _fail(f"bad target name {target_name!r}: must start with iqn., eui. or naa.")
-    target = Target(target_name)
+    target = Target(target_name, allowed_initiators=access.allowed)
     try:
         for number, spec in enumerate(specs):
             target.luns[number] = LogicalUnit(number, open_store(spec), target_name)
@@ -87,7 +102,7 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
         _fail(str(exc))
     for lu in target.luns.values():
         lu.peers = lambda: sorted(target.luns)  # REPORT LUNS lists the target's LUNs
-    catalog = Catalog([target], limits=Limits(queue_depth=queue_depth))
+    catalog = Catalog([target], limits=Limits(queue_depth=queue_depth), auth=access.auth)
     _run(_serve(catalog, addresses, stats_path), loop_kind)
 
 
@@ -141,6 +156,11 @@ def _run(coro: object, loop_kind: str) -> None:
             return
     asyncio.run(coro)
 
+
+from .initiator.commands import COMMANDS as _INITIATOR_COMMANDS  # noqa: E402
+
+for _cmd in _INITIATOR_COMMANDS:
+    main.add_command(_cmd)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -102,6 +102,7 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
         _fail(str(exc))
     for lu in target.luns.values():
         lu.peers = lambda: sorted(target.luns)  # REPORT LUNS lists the target's LUNs
+        lu.siblings = lambda: target.luns  # EXTENDED COPY between the target's LUNs
     catalog = Catalog([target], limits=Limits(queue_depth=queue_depth), auth=access.auth)
     _run(_serve(catalog, addresses, stats_path), loop_kind)
 

@@ -69,6 +69,17 @@ class PduReceived:
 _HEADER, _PAYLOAD, _DIRECT, _TAIL = range(4)
 
 
+@dataclass(slots=True)
+class DigestErrors:
+    """Process-wide counts of CRC32C digest failures (RFC 7143 §7.8)."""
+
+    header: int = 0
+    data: int = 0
+
+
+DIGEST_ERRORS = DigestErrors()
+
+
 class Receiver:
     """The receive state machine of one connection (RFC 7143 §11.2).
 
@@ -233,6 +244,7 @@ class Receiver:
         if self.header_digest:
             got = self._view[self._start + hlen:self._start + hlen + DIGEST_LENGTH]
             if not digest.verify(got, raw):
+                DIGEST_ERRORS.header += 1
                 raise DigestError("header")
         length = int.from_bytes(header[5:8], "big")
         self._header, self._ahs, self._length = header, ahs, length
@@ -286,6 +298,7 @@ class Receiver:
             if not digest.verify(tail[-DIGEST_LENGTH:], self._dest[:length],
                                  tail[:-DIGEST_LENGTH]):
                 # RFC 7143 §7.8: Reject with reason 0x02; the command is then failed.
+                DIGEST_ERRORS.data += 1
                 self._rejected = PduRejected(RejectReason.DATA_DIGEST_ERROR,
                                              "data digest mismatch", self._header)
                 self._final_dest = None

@@ -95,6 +95,9 @@ _MAX_TEXT = 65536
 _DATA_PHASE_ERROR = ScsiResult(ScsiStatus.CHECK_CONDITION,
                                fixed_sense(SenseKey.ABORTED_COMMAND, 0x4B, 0x00))
 """ABORTED COMMAND / DATA PHASE ERROR (SPC-4 Annex D): a Data-Out sequence error."""
+_CRC_ERROR = ScsiResult(ScsiStatus.CHECK_CONDITION,
+                        fixed_sense(SenseKey.ABORTED_COMMAND, 0x47, 0x05))
+"""ABORTED COMMAND / PROTOCOL SERVICE CRC ERROR (RFC 7143 §11.4.7.2): a data digest error."""
 
 
 class TargetConnection:
@@ -504,10 +507,12 @@ class TargetConnection:
 
     def _on_pdu(self, event: PduReceived) -> None:
         if event.rejected is not None:
-            self._entry = None
             if self.phase is Phase.LOGIN:
                 raise RemoteProtocolError(str(event.rejected))
             self._reject(event.rejected.reason, event.header, str(event.rejected))
+            if event.rejected.reason == RejectReason.DATA_DIGEST_ERROR:
+                self._digest_failed(event.pdu)
+            self._entry = None
             return
         pdu = event.pdu
         assert pdu is not None
@@ -525,6 +530,18 @@ class TargetConnection:
                          f"{pdu.opcode.name} not accepted here")
             return
         handler(self, pdu, event)
+
+    def _digest_failed(self, pdu: P.Pdu | None) -> None:
+        """A payload failed its data digest (RFC 7143 §7.8, ERL 0): its bytes never reached
+        the store; the task ends in CHECK CONDITION once its bursts are drained."""
+        entry = self._entry
+        task = entry.owner if entry is not None else None
+        if not isinstance(task, Task) or not isinstance(pdu, P.DataOut | P.ScsiCommand):
+            return
+        self._fail_task(task, _CRC_ERROR)
+        offset = pdu.buffer_offset if isinstance(pdu, P.DataOut) else 0
+        self._data_landed(task, offset, pdu.data_length)
+        self._progress(task)
 
     def _on_data_out(self, pdu: P.DataOut, event: PduReceived) -> None:
         entry = self._entry

@@ -10,6 +10,7 @@ import socket
 from collections.abc import Callable
 
 from ..placement.counters import COUNTERS
+from ..proto.framing import DIGEST_ERRORS
 from ..transport.stream import Stats, StreamProtocol
 from .catalog import Catalog
 from .connection import TargetConnection
@@ -69,6 +70,8 @@ class TargetServer:
         return {**COUNTERS.snapshot(), "internal_errors": Stats.internal_errors,
                 "protocol_errors": Stats.protocol_errors, "connections": Stats.connections,
                 "live_connections": len(self._protocols),
+                "header_digest_errors": DIGEST_ERRORS.header,
+                "data_digest_errors": DIGEST_ERRORS.data,
                 "sessions": len(self.catalog.sessions)}
 
 

@@ -686,6 +686,8 @@ class TargetConnection:
                 response = TmfResponse.LUN_DOES_NOT_EXIST
             else:
                 self._reset(_RESETS[TmfFunction(fn)], None if fn != 5 else lun)
+        elif fn == TmfFunction.TASK_REASSIGN:
+            response = TmfResponse.TASK_REASSIGNMENT_NOT_SUPPORTED  # ERL 0 (§11.6.1)
         else:
             response = TmfResponse.NOT_SUPPORTED
         exp, mx = self._window()

@@ -60,7 +60,7 @@ def test_fig9_data_outs_land_where_the_table_points(conn: TargetConnection, chun
         tags.append(conn.table.allocate(dest, offset, length, itt=ITT, owner=task, index=index))
         task.outstanding.add(tags[-1])
     assert tags == [0x0010_0123, 0x0011_0123, 0x0012_0123]  # Fig 9B's TTTs
-    task.next_r2t = task.edtl = task.want = 0x10000
+    task.next_r2t = task.edtl = task.want = task.limit = 0x10000
     completed = []
     task.plan = DataOutPlan(memoryview(memory), 0x10000,
                             lambda n: completed.append(n) or ScsiResult())

@@ -215,7 +215,7 @@ def test_mode_sense_changeable_and_default() -> None:
     changeable = data(run(make_lu(), "1a 08 48 00 ff 00"))
     assert changeable[4:] == bytes.fromhex("0812 04" + "00" * 17)
     control = data(run(make_lu(), "1a 08 4a 00 ff 00"))
-    assert control[4:] == bytes.fromhex("0a0a" + "00" * 10)
+    assert control[4:] == bytes.fromhex("0a0a 0000 08" + "00" * 7)  # SWP only
     lu = make_lu()
     lu.write_cache = False
     assert data(run(lu, "1a 08 08 00 ff 00"))[6] == 0x00

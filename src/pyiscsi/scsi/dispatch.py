@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..backstore.base import StoreError
 from ..proto.wire import ScsiStatus
-from . import reservations, sbc, sbc_extra, spc, xcopy
+from . import reservations, sanitize, sbc, sbc_extra, spc, xcopy
 from .cdb import LBA_COUNT, Op, ServiceAction, cdb_length, control_byte
 from .lun import LogicalUnit
 from .sbc import Handler
@@ -66,6 +66,9 @@ SERVICE_ACTIONS: dict[int, dict[int, Command]] = {
         xcopy.OPERATING_PARAMETERS: Command(
             xcopy.operating_parameters, _usage("84 03 00 00000000000000 ffffffff 00 00")
         ),
+    },
+    Op.SANITIZE: {
+        sa: Command(handler, sanitize.usage(sa)) for sa, handler in sanitize.HANDLERS.items()
     },
     Op.PERSISTENT_RESERVE_IN: {
         sa: Command(reservations.prin_handler(sa), reservations.prin_usage(sa))
@@ -218,6 +221,10 @@ def execute(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
         control = control_byte(cdb)
         if control & 0x05:  # NACA (ACA not supported) or LINK (obsolete)
             raise ScsiError.invalid_field_in_cdb(cdb_length(cdb[0]) - 1, 2 if control & 4 else 0)
+        if lu.sanitize.active:  # NOT READY / SANITIZE IN PROGRESS... (SBC-4 §4.11)
+            blocked = sanitize.gate(lu, request)
+            if blocked is not None:
+                return blocked
         lu.reservations.check(request.nexus, cdb)  # RESERVATION CONFLICT (SPC-4 §5.13.1)
         result = handler(lu, request)
     except ScsiError as err:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..backstore.base import BackingStore
 from .reservations import Reservations
+from .sanitize import SanitizeState
 from .task import Nexus
 from .unit_attention import UnitAttentions
 
@@ -42,6 +43,12 @@ class LogicalUnit:
     blocks means up to the last LBA (bounded by MAXIMUM WRITE SAME LENGTH)."""
     max_atomic_transfer_bytes = 1 << 20
     """MAXIMUM ATOMIC TRANSFER LENGTH in bytes (SBC-4 §6.6.4); alignment/granularity: none."""
+    sanitize_overwrite_seconds = 8.0
+    """How long a SANITIZE OVERWRITE stays in progress (SBC-4 §4.11): the pattern is written at
+    once, then the LU answers NOT READY / SANITIZE IN PROGRESS this long, like a medium being
+    overwritten (long enough for an initiator to see it, e.g. across resets)."""
+    sanitize_erase_seconds = 0.0
+    """How long SANITIZE BLOCK ERASE / CRYPTOGRAPHIC ERASE stay in progress: instant."""
 
     def __init__(self, number: int, store: BackingStore, target_name: str) -> None:
         self.number = number
@@ -50,7 +57,11 @@ class LogicalUnit:
         self.block_size = store.block_size
         self.blocks = store.size // store.block_size
         """Capacity in logical blocks."""
-        self.read_only = store.read_only
+        self.medium_read_only = store.read_only
+        """The store cannot be written (a read-only LUN)."""
+        self.software_write_protect = False
+        """SWP of the control mode page (SPC-4 §7.5.8): set by MODE SELECT, the medium is
+        write protected for every initiator until cleared."""
         self.memory_addressable = store.memory_addressable
         self.thin = type(store).unmap is not BackingStore.unmap
         """The store really deallocates on unmap: advertise thin provisioning (SBC-3 §4.7)."""
@@ -81,6 +92,8 @@ class LogicalUnit:
             Path(f"{store_path}.pr.json") if store_path is not None else None
         )
         """Reservation state (SPC-4 §5.13); APTPL state lives in ``<store path>.pr.json``."""
+        self.sanitize = SanitizeState()
+        """The sanitize operation (SBC-4 §4.11): in progress, or failed; resets keep it."""
 
     def nexus_lost(self, nexus: Nexus) -> None:
         """An I_T nexus ended (session closed, logout, reinstatement): its RESERVE (6)
@@ -91,6 +104,11 @@ class LogicalUnit:
         """LOGICAL UNIT RESET (``"lun"``), TARGET WARM/COLD RESET (``"warm"``/``"cold"``):
         RESERVE (6) reservations are released, persistent ones survive (SAM-5 §6.3)."""
         self.reservations.reset(kind)
+
+    @property
+    def read_only(self) -> bool:
+        """Writes end in DATA PROTECT / WRITE PROTECTED: a read-only store or SWP set."""
+        return self.medium_read_only or self.software_write_protect
 
     @property
     def last_lba(self) -> int:

@@ -151,8 +151,9 @@ def vpd_block_limits(lu: LogicalUnit) -> bytes:
 
 
 def vpd_block_device_characteristics(lu: LogicalUnit) -> bytes:
-    """Block device characteristics (SBC-3 §6.5.2): non-rotating medium."""
-    return b"\x00\x01" + bytes(58)
+    """Block device characteristics (SBC-4 §6.6.2): non-rotating medium; WABEREQ and
+    WACEREQ 01b: reads after a SANITIZE BLOCK / CRYPTOGRAPHIC ERASE succeed (zeros)."""
+    return b"\x00\x01\x00\x50" + bytes(56)
 
 
 def vpd_logical_block_provisioning(lu: LogicalUnit) -> bytes:
@@ -233,11 +234,16 @@ def caching_page(lu: LogicalUnit, pc: int) -> bytes:
     return bytes(page)
 
 
+SWP = 0x08
+"""SWP, software write protect: control mode page byte 4 bit 3 (SPC-4 §7.5.8)."""
+
+
 def control_page(lu: LogicalUnit, pc: int) -> bytes:
-    """Control mode page 0Ah (SPC-4 §7.5.8): unrestricted reordering, nothing changeable."""
+    """Control mode page 0Ah (SPC-4 §7.5.8): unrestricted reordering; only SWP changeable."""
     if pc == PC_CHANGEABLE:
-        return b"\x0a\x0a" + bytes(10)
-    return b"\x0a\x0a\x00\x10\x00\x00\x00\x00\xff\xff\x00\x00"
+        return b"\x0a\x0a\x00\x00" + bytes((SWP,)) + bytes(7)
+    swp = SWP if pc == PC_CURRENT and lu.software_write_protect else 0
+    return b"\x0a\x0a\x00\x10" + bytes((swp,)) + b"\x00\x00\x00\xff\xff\x00\x00"
 
 
 def informational_exceptions_page(lu: LogicalUnit, pc: int) -> bytes:
@@ -317,13 +323,17 @@ def _apply_caching(lu: LogicalUnit, page: bytes) -> None:
     lu.write_cache = bool(page[2] & 0x04)
 
 
+def _apply_control(lu: LogicalUnit, page: bytes) -> None:
+    lu.software_write_protect = bool(page[4] & SWP)
+
+
 def _apply_nothing(lu: LogicalUnit, page: bytes) -> None:
     pass
 
 
 _MODE_SELECT_APPLY: dict[int, Callable[[LogicalUnit, bytes], None]] = {
     0x08: _apply_caching,
-    0x0A: _apply_nothing,
+    0x0A: _apply_control,
     0x1C: _apply_nothing,
 }
 
@@ -394,7 +404,7 @@ def _mode_select(lu: LogicalUnit, cdb: bytes, length: int, header: int) -> ScsiR
 
 
 def mode_select_6(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
-    """MODE SELECT (6) (SPC-4 §6.9): PF=1, SP=0; caching (WCE) and control pages."""
+    """MODE SELECT (6) (SPC-4 §6.9): PF=1, SP=0; caching (WCE) and control (SWP) pages."""
     return _mode_select(lu, request.cdb, request.cdb[4], 4)
 
 

@@ -55,6 +55,10 @@ class ScsiResult:
     status: ScsiStatus = ScsiStatus.GOOD
     sense: bytes = b""
     data: bytes | bytearray | memoryview | None = None
+    pending: Callable[[], ScsiResult | None] | None = None
+    """Set when the command's status waits for a background operation (SANITIZE with
+    IMMED=0, SBC-4 §5.30): the iSCSI layer polls it (on its timer) and sends the result it
+    answers; None means still running. An aborted task is never polled again."""
 
 
 @dataclass(slots=True)

@@ -66,7 +66,7 @@ class Phase(Enum):
 class Task:
     """A SCSI task in flight: Fig 8's bookkeeping for one command."""
 
-    __slots__ = ("aborted", "buffer", "cmd", "datasn", "edtl", "itt", "lun", "next_r2t",
+    __slots__ = ("aborted", "buffer", "cmd", "datasn", "edtl", "itt", "limit", "lun", "next_r2t",
                  "outstanding", "plan", "r2tsn", "received", "result", "unsol_end",
                  "unsol_tag", "want")
 
@@ -75,6 +75,8 @@ class Task:
         self.itt = cmd.itt
         self.lun = lun
         self.edtl = cmd.expected_length
+        self.limit = 0
+        """Bytes the command stores: min(EDTL, the CDB's transfer length); R2Ts stop there."""
         self.plan: DataOutPlan | None = None
         self.result: ScsiResult | None = None
         self.buffer: memoryview | None = None
@@ -149,7 +151,11 @@ class TargetConnection:
     def tick(self, now: float) -> None:
         """Time passes (aioquic-style ``handle_timer``): ping an idle initiator with a NOP-In
         (RFC 7143 §11.19, TTT != 0xFFFFFFFF asks for an answer) and declare it dead when it
-        has been silent for ``dead_after`` seconds."""
+        has been silent for ``dead_after`` seconds. Also answers the tasks whose status waits
+        for a background operation (:attr:`ScsiResult.pending`) once it has finished."""
+        for task in [t for t in self.tasks.values()
+                     if t.result is not None and t.result.pending is not None]:
+            self._progress(task)
         if self.phase is not Phase.FULL_FEATURE or not self.ping_interval:
             self._last_rx = now
             return
@@ -323,12 +329,10 @@ class TargetConnection:
         if isinstance(outcome, DataOutPlan):
             task.plan = outcome
             task.want = outcome.length
-            # Normally the Data-Out bytes land in the plan's buffer (the store's memory). An
-            # EDTL that disagrees with the CDB gets a private buffer (residuals, §11.4.5).
-            if task.edtl == outcome.length:
-                task.buffer = outcome.buffer
-            else:
-                task.buffer = memoryview(bytearray(task.edtl))
+            # The Data-Out bytes land in the plan's buffer (the store's memory). Only what the
+            # CDB transfers is solicited: an EDTL beyond it is never allocated (§11.4.5).
+            task.limit = min(task.edtl, outcome.length)
+            task.buffer = outcome.buffer
         else:
             task.result = outcome
         if cmd.write and task.edtl:
@@ -350,6 +354,10 @@ class TargetConnection:
         if not unsolicited:
             return
         if task.buffer is not None:
+            if unsolicited > task.limit:
+                # Unsolicited data beyond what the command stores: a private buffer, bounded
+                # by FirstBurstLength / MaxRecvDataSegmentLength; the stored part is copied.
+                task.buffer = memoryview(bytearray(unsolicited))
             dest = task.buffer[:unsolicited]
             task.unsol_tag = self.table.allocate(dest, 0, unsolicited, itt=task.itt,
                                                  lun=cmd.lun, owner=task)
@@ -397,8 +405,8 @@ class TargetConnection:
         plan = task.plan
         if plan is None:
             return
-        if task.received >= task.edtl and task.unsol_tag is None and not task.outstanding:
-            arrived = min(task.received, task.want)
+        if task.next_r2t >= task.limit and task.unsol_tag is None and not task.outstanding:
+            arrived = min(task.received, task.limit)
             if task.buffer is not None and task.buffer is not plan.buffer:
                 plan.buffer[:arrived] = task.buffer[:arrived]
                 COUNTERS.rx_staged += arrived
@@ -409,14 +417,14 @@ class TargetConnection:
         self._send_r2ts(task)
 
     def _send_r2ts(self, task: Task) -> None:
-        if task.next_r2t >= task.edtl:
+        if task.next_r2t >= task.limit:
             return
         params = self._params
         assert task.buffer is not None
         exp, mx = self._window()
-        while task.next_r2t < task.edtl and len(task.outstanding) < params.max_outstanding_r2t:
+        while task.next_r2t < task.limit and len(task.outstanding) < params.max_outstanding_r2t:
             offset = task.next_r2t
-            length = min(params.max_burst_length, task.edtl - offset)
+            length = min(params.max_burst_length, task.limit - offset)
             try:
                 ttt = self.table.allocate(task.buffer[offset:offset + length], offset, length,
                                           itt=task.itt, lun=task.cmd.lun, owner=task)
@@ -436,6 +444,12 @@ class TargetConnection:
         Residuals (§11.4.5): the command's own transfer amount (the CDB's, for writes the
         plan's length) against the Expected Data Transfer Length.
         """
+        if result.pending is not None:
+            final = result.pending()
+            if final is None:
+                task.result = result  # still running: :meth:`tick` asks again
+                return
+            result = final
         data = result.data
         edtl = task.edtl
         if task.plan is not None:
@@ -730,7 +744,7 @@ class TargetConnection:
         task.plan = None
         for tag in [*task.outstanding, *([task.unsol_tag] if task.unsol_tag else [])]:
             self.table.lookup(tag).discarding = True
-        task.next_r2t = task.edtl
+        task.limit = 0
 
     def _abort(self, task: Task) -> None:
         """Repoint the task's live entries at the sink; free them as their bursts end."""
@@ -740,7 +754,7 @@ class TargetConnection:
             entry = self.table.lookup(tag)
             entry.destination = sink
             entry.discarding = True
-        task.next_r2t = task.edtl
+        task.limit = 0
         if task.unsol_tag is None and not task.outstanding:
             self._finish_task(task)
 

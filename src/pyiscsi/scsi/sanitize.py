@@ -1,0 +1,267 @@
+"""SANITIZE (SBC-4 §5.30) and the sanitize operation state of a logical unit (SBC-4 §4.11).
+
+Service actions: OVERWRITE (01h), BLOCK ERASE (02h), CRYPTOGRAPHIC ERASE (03h), EXIT FAILURE
+MODE (1Fh). The store is erased in one step when the command is accepted (it is RAM or an
+mmap'd file); the operation then stays *in progress* for an emulated duration measured on the
+monotonic clock (``LogicalUnit.sanitize_overwrite_seconds`` / ``sanitize_erase_seconds``).
+While it runs, every command but INQUIRY, REPORT LUNS and REQUEST SENSE ends in NOT READY /
+SANITIZE IN PROGRESS with a PROGRESS INDICATION (SBC-4 §4.11.2); REQUEST SENSE answers that
+sense as its data. Resets do not stop it (SBC-4 §4.11.1). With IMMED=0 the status waits for
+the end of the operation (:attr:`ScsiResult.pending`); with IMMED=1 it is GOOD at once.
+
+A sanitize whose erase fails (a :class:`StoreError`) leaves the LU in *sanitize failure
+mode*: medium access ends in MEDIUM ERROR / SANITIZE COMMAND FAILED until a sanitize
+succeeds, or until EXIT FAILURE MODE when the failed command had AUSE=1 (SBC-4 §4.11.3).
+
+The core has no threads: the state advances when commands arrive and when the iSCSI layer
+polls a pending status, both against the deadline.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+from ..backstore.base import StoreError
+from ..proto.wire import ScsiStatus
+from .sense import Asc, ScsiError, SenseKey, fixed_sense
+from .task import DataOutPlan, ScsiRequest, ScsiResult
+
+if TYPE_CHECKING:
+    from .lun import LogicalUnit
+    from .sbc import Handler
+
+OPCODE = 0x48
+
+
+class SanitizeAction(IntEnum):
+    """SANITIZE service actions (SBC-4 §5.30.1 table 91)."""
+
+    OVERWRITE = 0x01
+    BLOCK_ERASE = 0x02
+    CRYPTOGRAPHIC_ERASE = 0x03
+    EXIT_FAILURE_MODE = 0x1F
+
+
+IMMED, ZNR, AUSE = 0x80, 0x40, 0x20
+"""CDB byte 1 flags (SBC-4 §5.30.1); ZNR (zoned no reset) is for zoned devices only."""
+
+EXEMPT_WHILE_RUNNING = frozenset({0x12, 0xA0})
+"""INQUIRY and REPORT LUNS run normally during a sanitize operation (SBC-4 §4.11.2)."""
+EXEMPT_IN_FAILURE_MODE = EXEMPT_WHILE_RUNNING | {OPCODE}
+"""... and in sanitize failure mode SANITIZE itself is the way out (SBC-4 §4.11.3)."""
+REQUEST_SENSE = 0x03
+
+OVERWRITE_HEADER = struct.Struct(">BxH")
+"""OVERWRITE parameter list header: INVERT|TEST|OVERWRITE COUNT, reserved, INITIALIZATION
+PATTERN LENGTH; the pattern follows (SBC-4 §5.30.2.2 table 93)."""
+
+
+@dataclass(slots=True)
+class SanitizeState:
+    """The sanitize operation of one logical unit (SBC-4 §4.11), driven by ``clock``."""
+
+    clock: Callable[[], float] = time.monotonic
+    active: bool = False
+    """Running or in failure mode: :func:`gate` must look at every command (a fast test)."""
+    started: float = 0.0
+    deadline: float = 0.0
+    """When the running operation ends (0: none runs)."""
+    failure_mode: bool = False
+    exit_allowed: bool = False
+    """The failed operation had AUSE=1: EXIT FAILURE MODE may end failure mode."""
+
+    def running(self) -> bool:
+        """Whether an operation is in progress; ends it once its deadline has passed."""
+        if self.deadline and self.clock() >= self.deadline:
+            self.deadline = 0.0
+            self.active = self.failure_mode
+        return bool(self.deadline)
+
+    def start(self, duration: float) -> None:
+        """A successful erase begins an operation lasting ``duration`` seconds."""
+        self.failure_mode = self.exit_allowed = False
+        self.active = duration > 0
+        self.started = self.clock()
+        self.deadline = self.started + duration if duration > 0 else 0.0
+
+    def fail(self, ause: bool) -> None:
+        """The erase failed: enter sanitize failure mode (SBC-4 §4.11.3)."""
+        self.deadline = 0.0
+        self.failure_mode = self.active = True
+        self.exit_allowed = ause
+
+    def progress(self) -> int:
+        """PROGRESS INDICATION: the fraction done, in 65536ths (SPC-4 §4.5.2.4.4)."""
+        span = self.deadline - self.started
+        done = (self.clock() - self.started) / span if span > 0 else 1.0
+        return max(0, min(0xFFFF, int(done * 0x10000)))
+
+    def completion(self) -> Callable[[], ScsiResult | None]:
+        """The pending status of an IMMED=0 SANITIZE: GOOD once this operation has ended."""
+        deadline = self.deadline
+
+        def poll() -> ScsiResult | None:
+            return None if self.clock() < deadline else ScsiResult()
+
+        return poll
+
+
+# --- the gate in front of every command while an operation runs or failed ---------------
+
+
+def _sense(key: SenseKey, asc: Asc, sks: bytes | None, descriptor: bool) -> bytes:
+    """Fixed (70h) or descriptor (72h, with a sense key specific descriptor) sense data."""
+    if not descriptor:
+        return fixed_sense(key, asc.asc, asc.ascq, sense_key_specific=sks)
+    extra = b"\x02\x06\x00\x00" + sks + b"\x00" if sks else b""
+    return bytes((0x72, key, asc.asc, asc.ascq, 0, 0, 0, len(extra))) + extra
+
+
+def gate(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | None:
+    """The answer for a command that may not run now (SBC-4 §4.11.2-3), else None."""
+    state = lu.sanitize
+    if state.running():
+        if request.cdb[0] in EXEMPT_WHILE_RUNNING:
+            return None
+        progress = state.progress()
+        key, asc = SenseKey.NOT_READY, Asc.SANITIZE_IN_PROGRESS
+        sks: bytes | None = bytes((0x80, progress >> 8, progress & 0xFF))
+    elif state.failure_mode:
+        if request.cdb[0] in EXEMPT_IN_FAILURE_MODE:
+            return None
+        key, asc, sks = SenseKey.MEDIUM_ERROR, Asc.SANITIZE_COMMAND_FAILED, None
+    else:
+        return None
+    cdb = request.cdb
+    if cdb[0] == REQUEST_SENSE:  # the condition is its parameter data (SPC-4 §6.39)
+        data = _sense(key, asc, sks, descriptor=bool(cdb[1] & 0x01))
+        return ScsiResult(data=data[: cdb[4]])
+    return ScsiResult(status=ScsiStatus.CHECK_CONDITION, sense=_sense(key, asc, sks, False))
+
+
+# --- SANITIZE (SBC-4 §5.30) --------------------------------------------------------------
+
+
+def _prologue(lu: LogicalUnit, cdb: bytes, lengths: range) -> int:
+    """CDB checks every service action shares: ZNR and reserved bytes 2-6 zero, PARAMETER
+    LIST LENGTH in ``lengths`` (INVALID FIELD IN CDB, SBC-4 §5.30.1), medium writable
+    (DATA PROTECT / WRITE PROTECTED, SBC-4 §4.11.1). Answers the parameter list length."""
+    if cdb[1] & ZNR:
+        raise ScsiError.invalid_field_in_cdb(1, 6)
+    for at in range(2, 7):
+        if cdb[at]:
+            raise ScsiError.invalid_field_in_cdb(at)
+    length = int.from_bytes(cdb[7:9], "big")
+    if length not in lengths:
+        raise ScsiError.invalid_field_in_cdb(7)
+    if lu.read_only:
+        raise ScsiError.write_protected()
+    return length
+
+
+def _fill(lu: LogicalUnit, block: bytes) -> None:
+    """Write ``block`` to every LBA; a zero block on a thin LU deallocates instead (LBPRZ)."""
+    store = lu.store
+    bs = lu.block_size
+    if lu.thin and not any(block):
+        store.unmap(0, lu.blocks * bs)
+        return
+    per_chunk = max(1, (1 << 20) // bs)
+    chunk = block * min(lu.blocks, per_chunk)
+    for lba in range(0, lu.blocks, per_chunk):
+        n = min(per_chunk, lu.blocks - lba)
+        store.write(lba * bs, chunk[: n * bs])
+
+
+def _run(lu: LogicalUnit, cdb: bytes, erase: Callable[[], None], duration: float) -> ScsiResult:
+    """Erase now, then keep the LU busy for ``duration``; the status waits for the end
+    unless IMMED=1. A failed erase is SANITIZE COMMAND FAILED and failure mode."""
+    state = lu.sanitize
+    try:
+        erase()
+        lu.store.flush()
+    except StoreError as err:
+        state.fail(ause=bool(cdb[1] & AUSE))
+        raise ScsiError(SenseKey.MEDIUM_ERROR, Asc.SANITIZE_COMMAND_FAILED) from err
+    state.start(duration)
+    if cdb[1] & IMMED or not state.deadline:
+        return ScsiResult()
+    return ScsiResult(pending=state.completion())
+
+
+def overwrite(lu: LogicalUnit, request: ScsiRequest) -> DataOutPlan:
+    """OVERWRITE (SBC-4 §5.30.2.2): the parameter list (5 to block length + 4 bytes) holds
+    INVERT, TEST, OVERWRITE COUNT and the initialization pattern, repeated over each block;
+    with INVERT the pattern is inverted between passes, so an even count ends inverted."""
+    cdb = request.cdb
+    length = _prologue(lu, cdb, range(5, lu.block_size + 5))
+    buffer = memoryview(bytearray(length))
+
+    def complete(received: int) -> ScsiResult:
+        params = bytes(buffer[: min(received, length)])
+        if len(params) < length:
+            raise ScsiError.illegal(Asc.PARAMETER_LIST_LENGTH_ERROR)
+        flags, pattern_length = OVERWRITE_HEADER.unpack_from(params)
+        count = flags & 0x1F
+        if flags & 0x60:
+            raise ScsiError.invalid_field_in_parameter_list(0, 6)  # TEST: vendor specific
+        if not count:
+            raise ScsiError.invalid_field_in_parameter_list(0, 4)
+        if not 0 < pattern_length <= lu.block_size:
+            raise ScsiError.invalid_field_in_parameter_list(2)
+        if pattern_length + 4 != length:
+            raise ScsiError.illegal(Asc.PARAMETER_LIST_LENGTH_ERROR)
+        pattern = params[4:]
+        if flags & 0x80 and count % 2 == 0:
+            pattern = bytes(b ^ 0xFF for b in pattern)
+        block = (pattern * -(-lu.block_size // pattern_length))[: lu.block_size]
+        return _run(lu, cdb, lambda: _fill(lu, block), lu.sanitize_overwrite_seconds)
+
+    return DataOutPlan(buffer=buffer, length=length, complete=complete, staged=True)
+
+
+def _erase_handler(action: str) -> Callable[[LogicalUnit, ScsiRequest], ScsiResult]:
+    """BLOCK ERASE / CRYPTOGRAPHIC ERASE (SBC-4 §5.30.2.3-4): no parameter list. Every LBA is
+    deallocated and reads back zeros (LBPRZ); this emulation has no media encryption key to
+    change, so a cryptographic erase ends in the same state (unreadable old data)."""
+
+    def erase(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
+        cdb = request.cdb
+        _prologue(lu, cdb, range(1))
+        size = lu.blocks * lu.block_size
+        return _run(lu, cdb, lambda: lu.store.unmap(0, size), lu.sanitize_erase_seconds)
+
+    erase.__name__ = action
+    return erase
+
+
+def exit_failure_mode(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
+    """EXIT FAILURE MODE (SBC-4 §5.30.2.5): leaves sanitize failure mode when the failed
+    SANITIZE had AUSE=1 (else INVALID FIELD IN CDB); outside failure mode nothing to do."""
+    _prologue(lu, request.cdb, range(1))
+    state = lu.sanitize
+    if state.failure_mode:
+        if not state.exit_allowed:
+            raise ScsiError.invalid_field_in_cdb(1, 4)
+        state.failure_mode = state.exit_allowed = state.active = False
+    return ScsiResult()
+
+
+HANDLERS: dict[int, Handler] = {
+    SanitizeAction.OVERWRITE: overwrite,
+    SanitizeAction.BLOCK_ERASE: _erase_handler("block_erase"),
+    SanitizeAction.CRYPTOGRAPHIC_ERASE: _erase_handler("cryptographic_erase"),
+    SanitizeAction.EXIT_FAILURE_MODE: exit_failure_mode,
+}
+"""Service action -> handler (dispatched on CDB byte 1 bits 4-0)."""
+
+
+def usage(action: int) -> bytes:
+    """CDB usage data (SPC-4 §6.35.3): IMMED always; AUSE but for EXIT FAILURE MODE."""
+    flags = IMMED | (0 if action == SanitizeAction.EXIT_FAILURE_MODE else AUSE)
+    return bytes((OPCODE, flags | action, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x00))

@@ -67,6 +67,8 @@ def conformance(url: str, tests: str, tmp: Path, **env: str) -> tuple[int, str, 
         pytest.fail(f"{script} missing")
     out = run("bash", str(script), url, tests,
               env={"OUTDIR": str(tmp / "conformance"), "TIMEOUT": "600", **env}, timeout=700)
+    (tmp / "conformance").mkdir(parents=True, exist_ok=True)
+    (tmp / "conformance" / "summary.txt").write_text(out.stdout)
     m = re.search(r"(\d+) passed, (\d+) failed \((\d+) really passed, (\d+) skipped", out.stdout)
     assert m, out.stdout + out.stderr
     counts = {"passed": int(m[3]), "failed": int(m[2]), "skipped": int(m[4])}

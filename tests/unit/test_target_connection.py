@@ -292,3 +292,22 @@ def test_text_continuations_are_bounded(pair: Initiator) -> None:
         pair.cmdsn += 1
     kinds = [type(r.pdu).__name__ for r in drain(pair.conn)]
     assert kinds[-1] == "Reject" and kinds.count("TextResponse") == 8
+
+
+def test_huge_edtl_with_small_cdb_allocates_nothing_big(pair: Initiator) -> None:
+    """Found by the fuzzer: EDTL 1.7 GB on a WRITE(6) of 256 blocks must not allocate EDTL."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        cmd = pair.command(bytes.fromhex("0a0000000000"), edtl=0x6B0A0000, write=True,
+                           immediate_data=b"\x01" * 8192, final=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+    replies = drain(pair.conn)
+    # only what the CDB transfers (128 KiB) is solicited, beyond the unsolicited burst
+    r2ts = [r.pdu for r in replies if isinstance(r.pdu, P.R2T)]
+    assert r2ts and all(r.itt == cmd.itt for r in r2ts)
+    assert max(r.buffer_offset + r.desired_length for r in r2ts) <= 256 * BLOCK

@@ -117,3 +117,16 @@ def test_registry_lookup_by_tag() -> None:
     reg.unregister(n)
     with pytest.raises(PlacementError):
         reg.lookup(tagfmt.pack(n, 3, 2))
+
+
+def test_entries_are_created_lazily_and_bounded() -> None:
+    table = DataPointerTable(3, capacity=8)
+    assert table.entries == [] and table.free_entries == 8
+    mem = memoryview(bytearray(4))
+    tags = [table.allocate(mem, 0, 4) for _ in range(3)]
+    assert len(table.entries) == 3 and [t >> 16 & 0xFFF for t in tags] == [0, 1, 2]
+    table.free(tags[1])
+    assert table.allocate(mem, 0, 4) >> 16 & 0xFFF == 1  # reused before growing
+    assert table.allocate(mem, 0, 4, index=6) == tagfmt.pack(3, 6, 0)
+    assert len(table.entries) == 7 and len(table) == 4
+    assert table.allocate(mem, 0, 4) >> 16 & 0xFFF == 3  # lowest free index first

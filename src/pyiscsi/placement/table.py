@@ -69,23 +69,31 @@ class TableEntry:
 class DataPointerTable:
     """Per-connection table of burst destinations addressed by the tags we hand out."""
 
-    def __init__(self, connection_number: int, capacity: int = tagfmt.MAX_ENTRIES,
-                 first_index: int = 0) -> None:
+    def __init__(self, connection_number: int, capacity: int = tagfmt.MAX_ENTRIES) -> None:
         if not 0 <= connection_number <= tagfmt.MAX_CONNECTION_NUMBER:
             raise ValueError(f"connection number 0x{connection_number:x} out of range")
         if not 0 < capacity <= tagfmt.MAX_ENTRIES:
             raise ValueError(f"capacity {capacity} out of range 1..{tagfmt.MAX_ENTRIES}")
         self.connection_number = connection_number
-        self.entries = [TableEntry(i) for i in range(capacity)]
-        # Free list as a stack; lowest index popped first so tags are predictable (Fig 9).
-        self._free = list(range(capacity - 1, first_index - 1, -1))
+        self.capacity = capacity
+        # Entries are created on first use (an idle connection costs a few bytes, a busy one
+        # at most ``capacity`` entries); released indexes go on a free stack, O(1) both ways.
+        self.entries: list[TableEntry] = []
+        self._free: list[int] = []
+        self._live = 0
 
     def __len__(self) -> int:
-        return len(self.entries) - len(self._free)
+        return self._live
 
     @property
     def free_entries(self) -> int:
-        return len(self._free)
+        return self.capacity - self._live
+
+    def _grow_to(self, index: int) -> None:
+        """Create entries up to ``index``; the new ones other than ``index`` become free."""
+        first = len(self.entries)
+        self.entries.extend(TableEntry(i) for i in range(first, index + 1))
+        self._free.extend(range(index - 1, first - 1, -1))
 
     def allocate(self, destination: memoryview, offset: int, length: int, *, itt: int = 0,
                  lun: int = 0, owner: object = None, index: int | None = None) -> int:
@@ -97,12 +105,21 @@ class DataPointerTable:
         if len(destination) < length:
             raise ValueError("destination smaller than the burst")
         if index is None:
-            if not self._free:
+            if self._free:
+                index = self._free.pop()
+            elif len(self.entries) < self.capacity:
+                index = len(self.entries)
+                self.entries.append(TableEntry(index))
+            else:
                 raise MemoryError("data pointer table full")
-            index = self._free.pop()
+        elif index >= len(self.entries):
+            if index >= self.capacity:
+                raise ValueError(f"index {index} beyond capacity {self.capacity}")
+            self._grow_to(index)
         else:
             self._free.remove(index)
         entry = self.entries[index]
+        self._live += 1
         entry.in_use = True
         entry.destination = destination
         entry.offset = offset
@@ -176,6 +193,7 @@ class DataPointerTable:
         entry.owner = None
         entry.generation = (entry.generation + 1) % tagfmt.GENERATIONS
         self._free.append(entry.index)
+        self._live -= 1
 
     def clear(self) -> None:
         """Free every live entry (connection teardown)."""

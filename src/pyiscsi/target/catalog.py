@@ -31,6 +31,8 @@ class Limits:
     """Per-process limits a user can change."""
 
     max_sessions: int = 64
+    max_connections: int = 256
+    """TCP connections open at once (logged in or not); more are closed on accept."""
     queue_depth: int = 128
     max_recv_data_segment_length: int = 262144
     max_burst_length: int = 1048576

@@ -41,8 +41,11 @@ class TargetServer:
         self.catalog.portals = bound
         return bound
 
-    def _protocol(self) -> StreamProtocol:
+    def _protocol(self) -> asyncio.BaseProtocol:
         catalog = self.catalog
+        if len(self._protocols) >= catalog.limits.max_connections:
+            log.warning("refusing a connection: %d open (limit)", len(self._protocols))
+            return _Refuse()
 
         def make(peer: str) -> TargetConnection:
             return TargetConnection(catalog, peer)
@@ -73,6 +76,13 @@ class TargetServer:
                 "header_digest_errors": DIGEST_ERRORS.header,
                 "data_digest_errors": DIGEST_ERRORS.data,
                 "sessions": len(self.catalog.sessions)}
+
+
+class _Refuse(asyncio.Protocol):
+    """Closes a TCP connection beyond the process's connection limit at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
 
 
 def write_stats(path: str, stats: Callable[[], dict[str, int]]) -> None:

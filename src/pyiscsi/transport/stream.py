@@ -70,6 +70,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._ticker: asyncio.TimerHandle | None = None
+        self._flush_pending = False
         self._scratch = memoryview(bytearray(4096))
 
     # -- asyncio callbacks
@@ -115,6 +116,14 @@ class StreamProtocol(asyncio.BufferedProtocol):
         except Exception:
             self._internal_error("advance")
             return
+        # Coalesce: the loop may deliver several reads in one iteration (libuv reads until
+        # the socket is drained); their replies leave in one writev at the iteration's end.
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._deferred_flush)
+
+    def _deferred_flush(self) -> None:
+        self._flush_pending = False
         self._flush()
 
     def eof_received(self) -> bool | None:

@@ -2,7 +2,7 @@
 # compare_tgtd.sh [URL] - `pyiscsi bench` vs fio+libiscsi (perf.sh) against the same tgtd,
 # same workloads, interleaved (fio, ours, fio, ours, ...) and repeated; prints both side by side.
 #
-# Without URL, starts tgtd with /work/shared/peers/start-tgtd.sh (PORT, default 3262) and
+# Without URL, starts tgtd with ../shared/peers/start-tgtd.sh (PORT, default 3262) and
 # stops it on exit. WARNING: the write workloads overwrite the LUN.
 #
 # Environment:
@@ -17,7 +17,7 @@
 #   workload  round  fio_MB/s  ours_MB/s  ratio  fio_IOPS  ours_IOPS  fio_p99_us  ours_p99_us
 set -uo pipefail
 
-PEERS=${PEERS:-/work/shared/peers}
+PEERS=${PEERS:-$(cd "$(dirname "$0")/../.." && pwd)/shared/peers}
 PORT=${PORT:-3262}
 RUNTIME=${RUNTIME:-10}
 REPEAT=${REPEAT:-2}

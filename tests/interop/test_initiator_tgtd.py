@@ -2,7 +2,7 @@
 LUN 0 and the disk LUN 1, capacity, write/read-back from 512 B to 16 MiB, unaligned sizes,
 32 concurrent commands, zero-copy placement, and the CLI.
 
-tgtd is started with /work/shared/peers/start-tgtd.sh (PORT=3262, WORKDIR under tmp_path) and
+tgtd is started with ../shared/peers/start-tgtd.sh (PORT=3262, WORKDIR under tmp_path) and
 stopped in the fixture's finalizer. Without tgtd or the script the tests skip, except under
 CI (``CI`` set), where they fail.
 """
@@ -24,9 +24,11 @@ from pyiscsi.initiator.client import connect, discover
 from pyiscsi.initiator.errors import InitiatorError
 from pyiscsi.placement.counters import COUNTERS
 
+from .conftest import PEERS  # ../shared/peers beside the checkout
+
 pytestmark = pytest.mark.interop
 
-PEERS = Path(os.environ.get("PYISCSI_PEERS", "/work/shared/peers"))
+
 PORT = 3262
 IQN = "iqn.2026-11.test:tgt"
 PORTAL = f"127.0.0.1:{PORT}"
@@ -45,7 +47,7 @@ def tgtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not start.exists() or not stop.exists():
         _unavailable(f"{start} or {stop} missing")
     if shutil.which("tgtd") is None or shutil.which("tgtadm") is None:
-        _unavailable("tgtd/tgtadm not installed (run /work/shared/peers/install.sh)")
+        _unavailable("tgtd/tgtadm not installed (run ../shared/peers/install.sh)")
     workdir = tmp_path_factory.mktemp("tgtd")
     env = {**os.environ, "PORT": str(PORT), "WORKDIR": str(workdir), "CTRL_PORT": "23",
            "SIZE_MB": "256"}

@@ -9,16 +9,15 @@ GET LBA STATUS asks ``lseek(SEEK_DATA)``.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import mmap
 import os
 from pathlib import Path
 
-from .base import BackingStore, StoreError
+from .base import StoreError
+from .mapped import PAGE, MappedStore
 
-PAGE = mmap.PAGESIZE
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 
@@ -33,7 +32,7 @@ def _space_error(exc: OSError) -> StoreError:
     return StoreError(f"cannot allocate space: {exc}", sense_key=0x07, asc=0x27, ascq=0x07)
 
 
-class FileStore(BackingStore):
+class FileStore(MappedStore):
     """A regular file as a LUN. A missing file is created sparse with ``size`` bytes."""
 
     def __init__(
@@ -80,19 +79,6 @@ class FileStore(BackingStore):
         self.size = actual
         self._view = memoryview(self._map)
 
-    @property
-    def memory_addressable(self) -> bool:
-        return True
-
-    def _check(self, offset: int, length: int) -> None:
-        if offset < 0 or length < 0 or offset + length > self.size:
-            raise ValueError(f"range {offset}+{length} outside store of {self.size} bytes")
-
-    def view(self, offset: int, length: int) -> memoryview:
-        """The mapping's own bytes; call :meth:`prepare_write` before writing into them."""
-        self._check(offset, length)
-        return self._view[offset : offset + length]
-
     def prepare_write(self, offset: int, length: int) -> None:
         """Allocate ``[offset, offset+length)`` so writing the mapping cannot SIGBUS."""
         self._check(offset, length)
@@ -104,16 +90,6 @@ class FileStore(BackingStore):
             os.posix_fallocate(self._fd, offset, length)
         except OSError as exc:
             raise _space_error(exc) from exc
-
-    def readinto(self, offset: int, buffer: memoryview) -> None:
-        n = len(buffer)
-        self._check(offset, n)
-        buffer[:] = self._view[offset : offset + n]
-
-    def write(self, offset: int, data: memoryview | bytes) -> None:
-        n = len(data)
-        self.prepare_write(offset, n)
-        self._view[offset : offset + n] = data
 
     def flush(self, offset: int = 0, length: int | None = None) -> None:
         """msync the page-aligned range, then fdatasync (SBC-3 §5.24 SYNCHRONIZE CACHE)."""
@@ -132,25 +108,17 @@ class FileStore(BackingStore):
 
     def unmap(self, offset: int, length: int) -> None:
         """Punch out whole pages, zero the partial pages at the edges by hand."""
-        self._check(offset, length)
         if self.read_only:
             raise StoreError("store is read-only", sense_key=0x07, asc=0x27, ascq=0x00)
-        end = offset + length
-        first = -(-offset // PAGE) * PAGE
-        last = end // PAGE * PAGE
-        if first >= last:
-            self.write(offset, bytes(length))
-            return
-        if offset < first:
-            self.write(offset, bytes(first - offset))
-        if last < end:
-            self.write(last, bytes(end - last))
+        super().unmap(offset, length)
+
+    def _release(self, first: int, last: int) -> None:
         mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
         if _fallocate(self._fd, mode, first, last - first) != 0:
             err = ctypes.get_errno()
             if err not in (errno.EOPNOTSUPP, errno.ENOSYS):
                 raise StoreError(f"punching a hole failed: {os.strerror(err)}")
-            super().unmap(first, last - first)
+            self.write(first, bytes(last - first))  # no hole punching here: write zeros
 
     def is_mapped(self, offset: int, length: int) -> bool:
         """Whether the range holds any data extent (``lseek(SEEK_DATA)``)."""
@@ -169,8 +137,6 @@ class FileStore(BackingStore):
         try:
             self.flush()
         finally:
-            self._view.release()
-            with contextlib.suppress(BufferError):
-                self._map.close()
+            self._unmap_mapping()
             os.close(self._fd)
             self._fd = -1

@@ -8,16 +8,14 @@ Allocation is tracked with one byte per page, which is what GET LBA STATUS repor
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 
-from .base import BackingStore
+from .mapped import PAGE, MappedStore
 
-PAGE = mmap.PAGESIZE
 _ONES = memoryview(b"\x01" * 65536)
 
 
-class MemoryStore(BackingStore):
+class MemoryStore(MappedStore):
     """``size`` bytes of RAM, ``block_size`` bytes a block, optionally read-only."""
 
     def __init__(self, size: int, block_size: int = 512, read_only: bool = False) -> None:
@@ -35,14 +33,6 @@ class MemoryStore(BackingStore):
         self._pages = bytearray((size + PAGE - 1) // PAGE)
         """1 where a page may hold data (written since last unmapped)."""
 
-    @property
-    def memory_addressable(self) -> bool:
-        return True
-
-    def _check(self, offset: int, length: int) -> None:
-        if offset < 0 or length < 0 or offset + length > self.size:
-            raise ValueError(f"range {offset}+{length} outside store of {self.size} bytes")
-
     def _mark(self, offset: int, length: int) -> None:
         first = offset // PAGE
         last = (offset + length + PAGE - 1) // PAGE
@@ -52,45 +42,17 @@ class MemoryStore(BackingStore):
             pages[first : first + n] = _ONES[:n]
             first += n
 
-    def view(self, offset: int, length: int) -> memoryview:
-        """The mapping's own bytes ``[offset, offset+length)``."""
-        self._check(offset, length)
-        return self._view[offset : offset + length]
-
     def prepare_write(self, offset: int, length: int) -> None:
         """Record the range as allocated before it is written through :meth:`view`."""
         self._check(offset, length)
         if length:
             self._mark(offset, length)
 
-    def readinto(self, offset: int, buffer: memoryview) -> None:
-        n = len(buffer)
-        self._check(offset, n)
-        buffer[:] = self._view[offset : offset + n]
-
-    def write(self, offset: int, data: memoryview | bytes) -> None:
-        n = len(data)
-        self._check(offset, n)
-        if n:
-            self._mark(offset, n)
-            self._view[offset : offset + n] = data
-
     def flush(self, offset: int = 0, length: int | None = None) -> None:
         """RAM is as stable as it gets: nothing to do."""
 
-    def unmap(self, offset: int, length: int) -> None:
-        """Free whole pages (MADV_DONTNEED) and zero the partial pages at the edges."""
-        self._check(offset, length)
-        end = offset + length
-        first = -(-offset // PAGE) * PAGE
-        last = end // PAGE * PAGE
-        if first >= last:
-            self._view[offset:end] = bytes(length)
-            return
-        if offset < first:
-            self._view[offset:first] = bytes(first - offset)
-        if last < end:
-            self._view[last:end] = bytes(end - last)
+    def _release(self, first: int, last: int) -> None:
+        """Free whole pages (MADV_DONTNEED: they read back as zeros)."""
         self._map.madvise(mmap.MADV_DONTNEED, first, last - first)
         self._pages[first // PAGE : last // PAGE] = bytes((last - first) // PAGE)
 
@@ -103,6 +65,4 @@ class MemoryStore(BackingStore):
 
     def close(self) -> None:
         """Release the mapping (left to the GC while views of it are still exported)."""
-        self._view.release()
-        with contextlib.suppress(BufferError):
-            self._map.close()
+        self._unmap_mapping()

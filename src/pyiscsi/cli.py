@@ -45,13 +45,13 @@ def url_host(host: str) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def main(log_level: str) -> None:
+def cli(log_level: str) -> None:
     """pyiscsi: an iSCSI target and initiator with tag-steered direct data placement."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
-@main.command()
+@cli.command()
 @click.option("--portal", "portals", multiple=True, metavar="HOST:PORT",
               help=f"listen address (repeatable; default {DEFAULT_PORTAL}; [::1]:3260 for IPv6)")
 @click.option("--target", "target_name", default=DEFAULT_TARGET, show_default=True,
@@ -161,7 +161,23 @@ def _run(coro: object, loop_kind: str) -> None:
 from .initiator.commands import COMMANDS as _INITIATOR_COMMANDS  # noqa: E402
 
 for _cmd in _INITIATOR_COMMANDS:
-    main.add_command(_cmd)
+    cli.add_command(_cmd)
+
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: click's usage errors become one line on stderr and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="pyiscsi", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.format_message(), err=True)  # bare `pyiscsi`: the help text
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"pyiscsi: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code if exc.exit_code != 1 else 2)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -146,3 +146,10 @@ def test_cli_warns_loudly_on_a_public_portal_without_chap(tmp_path: Path) -> Non
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
     assert "WARNING" in err and "WITHOUT CHAP" in err and "0.0.0.0" in err
+
+
+def test_unknown_flag_is_one_line_exit_2() -> None:
+    done = subprocess.run([sys.executable, "-m", "pyiscsi.cli", "serve", "--no-such-flag"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["pyiscsi: error: No such option '--no-such-flag'."]

@@ -127,6 +127,14 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._flush()
 
     def eof_received(self) -> bool | None:
+        # The peer is gone: end its session state now, not in connection_lost (a later
+        # callback), so a command another connection sent after this FIN already sees the
+        # I_T nexus lost (e.g. its RESERVE(6) released, SPC-2 §5.5.1).
+        if self.engine is not None:
+            try:
+                self.engine.close()
+            except Exception:
+                self._internal_error("close")
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -63,3 +63,23 @@ def test_two_sessions_one_dies_mid_write() -> None:
     assert isinstance(rej.pdu, P.Reject)
     assert bytes(lu.store.view(0, 512)) == bytes(512)
     b.close()
+
+
+def test_reserve6_of_a_peer_that_already_left_does_not_block() -> None:
+    """The holder's FIN may still be queued behind our command: a departed holder is reaped
+    before RESERVATION CONFLICT is decided; a live one still conflicts (SPC-2 §5.5.1)."""
+    catalog = make_catalog()
+    a, b = TargetConnection(catalog, "a"), TargetConnection(catalog, "b")
+    ini_a, ini_b = Initiator(a), Initiator(b, isid=0x400001230009)
+    ini_a.login()
+    ini_b.login()
+    ini_b.command(bytes([0x16, 0, 0, 0, 0, 0]))  # RESERVE(6)
+    assert drain(b)[0].pdu.status == 0
+    b.peer_closed = lambda: False  # b is alive
+    ini_a.command(bytes(6))  # TEST UNIT READY
+    assert drain(a)[0].pdu.status == 0x18  # RESERVATION CONFLICT
+    b.peer_closed = lambda: True  # b's peer has closed; its FIN is not processed yet
+    ini_a.command(bytes(6))
+    assert drain(a)[0].pdu.status == 0
+    assert b.phase is Phase.CLOSED and b.dead
+    a.close()

@@ -133,6 +133,8 @@ class TargetConnection:
         self.close_after_send = False
         self.dead = False
         """Set by :meth:`tick` when the peer stopped answering NOP-In pings."""
+        self.peer_closed: Callable[[], bool] | None = None
+        """Set by the transport: whether the peer has closed its end (FIN received)."""
         self.internal_errors = 0
         self.ping_interval = catalog.limits.nop_interval
         self.dead_after = catalog.limits.nop_timeout
@@ -205,6 +207,8 @@ class TargetConnection:
         self.tasks.clear()
         self._pending.clear()
         REGISTRY.unregister(self.number)
+        self.log.info("connection from %s closed%s", self.peer,
+                      f" (TSIH {session.tsih})" if session is not None else "")
         if session is not None and self in session.connections:
             session.connections.remove(self)
             if not session.connections:
@@ -318,6 +322,8 @@ class TargetConnection:
         request = ScsiRequest(cdb=cdb, expected_length=cmd.expected_length, read=cmd.read,
                               write=cmd.write, nexus=self._nexus, task_tag=cmd.itt)
         lu = self.target.luns.get(lun)
+        if lu is not None and lu.reservations.spc2_holder not in (None, self._nexus):
+            self._reap_departed(lu.reservations.spc2_holder)
         ua = lu.attentions.take(self._nexus, cdb[0]) if lu is not None else None
         outcome: ScsiResult | DataOutPlan
         if ua is not None:
@@ -338,6 +344,18 @@ class TargetConnection:
         if cmd.write and task.edtl:
             self._bind_unsolicited(task)
         return task
+
+    def _reap_departed(self, holder: Nexus | None) -> None:
+        """Before a RESERVE(6) held by another I_T nexus refuses a command, end that nexus
+        if its peer has already closed the TCP connection (its FIN may still be queued
+        behind this command in the event loop): its reservation is gone (SPC-2 §5.5.1)."""
+        for session in list(self.catalog.sessions.values()):
+            if session.nexus != holder:
+                continue
+            for conn in list(session.connections):
+                if conn.peer_closed is not None and conn.peer_closed():
+                    conn.close()
+                    conn.dead = True
 
     def _bind_unsolicited(self, task: Task) -> None:
         cmd = task.cmd
@@ -450,6 +468,9 @@ class TargetConnection:
                 task.result = result  # still running: :meth:`tick` asks again
                 return
             result = final
+        if result.status != ScsiStatus.GOOD and self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("ITT 0x%08x opcode 0x%02x: status 0x%02x sense %s", task.itt,
+                           task.cmd.cdb[0], result.status, result.sense[:18].hex())
         data = result.data
         edtl = task.edtl
         if task.plan is not None:
@@ -852,7 +873,8 @@ class TargetConnection:
                 return LoginStatus.OUT_OF_RESOURCES
             session = Session(tsih=catalog.new_tsih(), isid=req.isid,
                               initiator_name=initiator, target=self.target,
-                              params=params, depth=catalog.limits.queue_depth)
+                              params=params, depth=catalog.limits.queue_depth,
+                              target_portal_group=catalog.portal_group_tag)
             session.start(req.cmdsn)
             catalog.sessions[session.tsih] = session
         session.connections.append(self)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..proto.serial import sn_add, sn_in_window, sn_lt
+from ..scsi.task import Nexus
 
 if TYPE_CHECKING:
     from ..proto.keys import SessionParams
@@ -29,6 +30,13 @@ class Session:
     active: int = 0
     """Tasks admitted and not yet completed."""
     connections: list[TargetConnection] = field(default_factory=list)
+    target_portal_group: int = 1
+
+    @property
+    def nexus(self) -> Nexus:
+        """The session's I_T nexus (SAM-5 §4.6)."""
+        tpgt = self.target_portal_group
+        return Nexus(self.initiator_name, self.isid, tpgt)
 
     @property
     def discovery(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import sys
 from collections.abc import Callable
 from typing import Protocol
@@ -83,6 +84,8 @@ class StreamProtocol(asyncio.BufferedProtocol):
         loop = asyncio.get_running_loop()
         self._zero_copy = writes_without_copy(loop)
         self.engine = self._make_engine(name)
+        if hasattr(self.engine, "peer_closed"):
+            self.engine.peer_closed = self._peer_closed
         Stats.connections += 1
         self.transport.set_write_buffer_limits(high=8 << 20, low=1 << 20)
         if self._login_timeout:
@@ -194,6 +197,17 @@ class StreamProtocol(asyncio.BufferedProtocol):
             return
         self._flush()
         self._ticker = self._loop.call_later(_TICK, self._tick)
+
+    def _peer_closed(self) -> bool:
+        """Whether the peer's FIN (or an error) is already queued on our socket, without
+        reading anything: poll(POLLRDHUP) with no wait."""
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            return False
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+        return bool(poller.poll(0))
 
     def _internal_error(self, where: str) -> None:
         Stats.internal_errors += 1

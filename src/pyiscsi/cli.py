@@ -60,7 +60,17 @@ def cli(log_level: str) -> None:
               help="ram:SIZE | file:PATH[,size=SIZE] with flags ro, bs=N (repeatable; LUN 0, 1..)")
 @click.option("--stats", "stats_path", type=click.Path(dir_okay=False), default=None,
               help="write placement/copy counters as JSON to this file every second")
-@click.option("--queue-depth", default=128, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--queue-depth", default=128, show_default=True, type=click.IntRange(1, 1024),
+              help="commands a session may have in flight (the CmdSN window)")
+@click.option("--max-sessions", default=64, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--max-connections", default=256, show_default=True,
+              type=click.IntRange(1, 65534), help="TCP connections open at once")
+@click.option("--login-timeout", default=15.0, show_default=True,
+              type=click.FloatRange(0.1, 3600), help="seconds a login may take")
+@click.option("--nop-interval", default=5.0, show_default=True, type=click.FloatRange(0, 3600),
+              help="seconds of silence before a NOP-In ping (0: never)")
+@click.option("--nop-timeout", default=30.0, show_default=True, type=click.FloatRange(0, 3600),
+              help="seconds of silence before the peer is declared dead (0: never)")
 @click.option("--loop", "loop_kind", default="auto", show_default=True,
               type=click.Choice(["auto", "uvloop", "asyncio"]))
 @click.option("--chap", "chap", metavar="USER:SECRET", default=None,
@@ -73,8 +83,10 @@ def cli(log_level: str) -> None:
 @click.option("--auth-file", "auth_file", type=click.Path(dir_okay=False), default=None,
               metavar="PATH", help="mode 0600 file of chap=, mutual-chap=, allow= lines")
 def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
-          stats_path: str | None, queue_depth: int, loop_kind: str, chap: str | None,
-          mutual_chap: str | None, allow: tuple[str, ...], auth_file: str | None) -> None:
+          stats_path: str | None, queue_depth: int, max_sessions: int, max_connections: int,
+          login_timeout: float, nop_interval: float, nop_timeout: float, loop_kind: str,
+          chap: str | None, mutual_chap: str | None, allow: tuple[str, ...],
+          auth_file: str | None) -> None:
     """Serve LUNs to iSCSI initiators (Ctrl-C or SIGTERM stops cleanly)."""
     from .backstore.spec import open_store, parse_lun_spec
     from .scsi.lun import LogicalUnit
@@ -103,7 +115,10 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
     for lu in target.luns.values():
         lu.peers = lambda: sorted(target.luns)  # REPORT LUNS lists the target's LUNs
         lu.siblings = lambda: target.luns  # EXTENDED COPY between the target's LUNs
-    catalog = Catalog([target], limits=Limits(queue_depth=queue_depth), auth=access.auth)
+    limits = Limits(queue_depth=queue_depth, max_sessions=max_sessions,
+                    max_connections=max_connections, login_timeout=login_timeout,
+                    nop_interval=nop_interval, nop_timeout=nop_timeout)
+    catalog = Catalog([target], limits=limits, auth=access.auth)
     _run(_serve(catalog, addresses, stats_path), loop_kind)
 
 

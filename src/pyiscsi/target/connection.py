@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..placement.counters import COUNTERS
 from ..placement.table import REGISTRY, DataPointerTable, PlacementError, TableEntry
@@ -142,7 +142,7 @@ class TargetConnection:
         self._ping_sent = 0.0
         self._ping_ttt = 0
         self._on_close = on_close
-        self.log = logging.LoggerAdapter(log, {"conn": self.number})
+        self.log = _ConnectionLog(log, {"conn": self.number})
 
     # ------------------------------------------------------------------ I/O API
 
@@ -899,6 +899,14 @@ class TargetConnection:
         assert self.params is not None
         return self.params
 
+
+
+class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes every line with the connection number, so a log line names its connection."""
+
+    def process(self, msg: object, kwargs: Any) -> tuple[object, Any]:
+        extra = self.extra or {}
+        return f"conn {extra.get('conn', '?')}: {msg}", kwargs
 
 
 def _extended_cdb(ahs: bytes) -> bytes:

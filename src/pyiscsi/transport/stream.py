@@ -171,7 +171,11 @@ class StreamProtocol(asyncio.BufferedProtocol):
         engine, transport = self.engine, self.transport
         if engine is None or transport is None:
             return
-        out, payload = engine.take_output()
+        try:
+            out, payload = engine.take_output()
+        except Exception:
+            self._internal_error("take_output")
+            return
         if out:
             if transport.is_closing():
                 return

@@ -1,0 +1,96 @@
+"""The catalog: targets and their ACLs, TSIH allocation, sessions, SendTargets portals."""
+
+from __future__ import annotations
+
+from pyiscsi.proto.keys import SessionParams
+from pyiscsi.target.catalog import Catalog, Limits, Target
+from pyiscsi.target.session import Session
+
+A = "iqn.2026-11.org.pyiscsi:a"
+B = "iqn.2026-11.org.pyiscsi:b"
+
+
+def session(tsih: int, name: str = A, isid: int = 0x400001230000) -> Session:
+    return Session(tsih=tsih, isid=isid, initiator_name=name, target=None,
+                   params=SessionParams())
+
+
+def test_target_without_acl_allows_everyone() -> None:
+    t = Target("iqn.t")
+    assert t.allowed_initiators is None
+    assert t.allows(A) and t.allows(B) and t.allows("")
+
+
+def test_target_with_acl_allows_only_listed_names() -> None:
+    t = Target("iqn.t", allowed_initiators=frozenset({A}))
+    assert t.allows(A) is True
+    assert t.allows(B) is False
+    assert t.allows(A.upper()) is False  # exact match on the normalized name
+    assert t.allows(A + "x") is False
+
+
+def test_empty_acl_allows_nobody() -> None:
+    t = Target("iqn.t", allowed_initiators=frozenset())
+    assert t.allows(A) is False
+
+
+def test_targets_by_name() -> None:
+    t1, t2 = Target("iqn.one"), Target("iqn.two")
+    c = Catalog([t1, t2])
+    assert c.target("iqn.one") is t1
+    assert c.target("iqn.two") is t2
+    assert c.target("iqn.three") is None
+    assert c.sessions == {}
+    assert c.limits == Limits()
+
+
+def test_new_tsih_counts_from_one_and_skips_live_sessions() -> None:
+    c = Catalog([])
+    assert c.new_tsih() == 1
+    c.sessions[2] = session(2)
+    c.sessions[3] = session(3)
+    assert c.new_tsih() == 4
+    assert c.new_tsih() == 5
+
+
+def test_new_tsih_is_never_zero_across_the_16_bit_wrap() -> None:
+    c = Catalog([])
+    c.sessions[1] = session(1)
+    seen = [c.new_tsih() for _ in range(0xFFFF - 1)]  # 2 .. 0xFFFF
+    assert seen[0] == 2 and seen[-1] == 0xFFFF
+    assert 0 not in seen
+    # after 0xFFFF the counter wraps to 0 (skipped) and 1 (live): next is 2
+    assert c.new_tsih() == 2
+    assert all(0 < t <= 0xFFFF for t in seen)
+
+
+def test_find_session_by_initiator_name_and_isid() -> None:
+    c = Catalog([])
+    s1 = session(1, A, 0x400001230000)
+    s2 = session(2, A, 0x400001230001)
+    s3 = session(3, B, 0x400001230000)
+    c.sessions.update({1: s1, 2: s2, 3: s3})
+    assert c.find_session(A, 0x400001230000) is s1
+    assert c.find_session(A, 0x400001230001) is s2
+    assert c.find_session(B, 0x400001230000) is s3
+    assert c.find_session(B, 0x400001230001) is None
+    assert c.find_session("iqn.other", 0x400001230000) is None
+
+
+def test_portal_addresses_with_tpgt_and_ipv6_brackets() -> None:
+    c = Catalog([], portal_group_tag=3)
+    c.portals = [("192.0.2.7", 3260), ("::1", 3261), ("fe80::1%eth0", 860),
+                 ("target.example", 13260)]
+    assert c.portal_addresses() == [
+        "192.0.2.7:3260,3",
+        "[::1]:3261,3",
+        "[fe80::1%eth0]:860,3",
+        "target.example:13260,3",
+    ]
+
+
+def test_portal_addresses_default_tpgt_and_empty() -> None:
+    c = Catalog([])
+    assert c.portal_addresses() == []
+    c.portals = [("0.0.0.0", 3260)]
+    assert c.portal_addresses() == ["0.0.0.0:3260,1"]

@@ -233,3 +233,19 @@ def test_inquiry_reports_3pc() -> None:
     result = execute(lu, ScsiRequest(bytes.fromhex("120000006000")))
     assert isinstance(result, ScsiResult) and result.data is not None
     assert result.data[5] & 0x08
+
+
+def test_huge_parameter_list_length_is_refused_before_staging() -> None:
+    """Found by fuzzing: a 1.8 GB PARAMETER LIST LENGTH must not be allocated."""
+    import tracemalloc
+
+    (lu,) = make_lus()
+    tracemalloc.start()
+    try:
+        result = execute(lu, xcopy_request(0x6E00C6C6))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(result, ScsiResult) and result.status == ScsiStatus.CHECK_CONDITION
+    assert sense_of(result) == (0x05, 0x1A, 0x00)  # PARAMETER LIST LENGTH ERROR
+    assert peak < 1 << 20

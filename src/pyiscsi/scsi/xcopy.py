@@ -37,6 +37,9 @@ MAX_DESCRIPTOR_LIST_LENGTH = (
     MAX_CSCD_DESCRIPTORS * CSCD_LENGTH + MAX_SEGMENT_DESCRIPTORS * BLOCK_TO_BLOCK_LENGTH
 )
 MAX_SEGMENT_BYTES = 32 << 20
+MAX_PARAMETER_LIST_LENGTH = 1 << 20
+"""Lists up to this are staged and then judged descriptor by descriptor (so the suite's
+descriptor-limit checks see their specific sense); longer ones are refused outright."""
 IMPLEMENTED_DESCRIPTORS = bytes((BLOCK_TO_BLOCK, IDENTIFICATION_CSCD))
 _LONG_CSCD = frozenset((0xEA, 0xEB))
 """CSCD descriptor codes that are 64 bytes long (IPv6, IP copy service); the rest are 32."""
@@ -219,6 +222,10 @@ def extended_copy(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOut
     length = int.from_bytes(request.cdb[10:14], "big")
     if not length:
         return ScsiResult()
+    if length > MAX_PARAMETER_LIST_LENGTH:
+        # Far beyond any list we could accept: refuse before staging it (bounded memory;
+        # found by fuzzing a 1.8 GB PARAMETER LIST LENGTH).
+        raise ScsiError.illegal(Asc.PARAMETER_LIST_LENGTH_ERROR)
     buffer = memoryview(bytearray(length))
     nexus = request.nexus
 

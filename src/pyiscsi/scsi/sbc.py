@@ -78,8 +78,7 @@ def read_handler(decode: LbaCount, protect: bool) -> Handler:
         if protect and cdb[1] & 0xE0:
             raise ScsiError.invalid_field_in_cdb(1, 7)
         lba, count = decode(cdb)
-        if lba + count > lu.blocks or lba > lu.blocks:
-            raise ScsiError.lba_out_of_range()
+        _check_range(lu, lba, count)
         if count > lu.max_transfer_blocks:
             raise ScsiError.invalid_field_in_cdb(COUNT_BYTE[cdb_length(cdb[0])])
         if not count:
@@ -104,8 +103,7 @@ def write_handler(decode: LbaCount, protect: bool) -> Handler:
         if lu.read_only:
             raise ScsiError.write_protected()
         lba, count = decode(cdb)
-        if lba + count > lu.blocks or lba > lu.blocks:
-            raise ScsiError.lba_out_of_range()
+        _check_range(lu, lba, count)
         if count > lu.max_transfer_blocks:
             raise ScsiError.invalid_field_in_cdb(COUNT_BYTE[cdb_length(cdb[0])])
         if not count:

@@ -17,6 +17,7 @@ from .lun import LogicalUnit
 from .sbc import (
     _CHUNK,
     Handler,
+    _check_range,
     _store_bytes,
     check_data_out_length,
     first_difference,
@@ -49,8 +50,7 @@ def _write_prologue(
     if lu.read_only:
         raise ScsiError.write_protected()
     lba, count = decode(cdb)
-    if lba + count > lu.blocks or lba > lu.blocks:
-        raise ScsiError.lba_out_of_range()
+    _check_range(lu, lba, count)
     if count > limit(lu):
         raise ScsiError.invalid_field_in_cdb(count_byte or COUNT_BYTE[cdb_length(cdb[0])])
     return lba, count

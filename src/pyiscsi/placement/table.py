@@ -96,13 +96,16 @@ class DataPointerTable:
         self._free.extend(range(index - 1, first - 1, -1))
 
     def allocate(self, destination: memoryview, offset: int, length: int, *, itt: int = 0,
-                 lun: int = 0, owner: object = None, index: int | None = None) -> int:
+                 lun: int = 0, owner: object = None, index: int | None = None,
+                 discarding: bool = False) -> int:
         """Bind a free entry to ``destination`` for burst ``[offset, offset+length)``.
 
         Returns the tag to send (TTT of the R2T / ITT of the command). ``index`` picks a
         specific free entry (used to replay Fig 9 exactly); normally the free list decides.
+        A ``discarding`` entry validates and counts its burst but has no destination: its
+        bytes are drained into the receiver's sink.
         """
-        if len(destination) < length:
+        if not discarding and len(destination) < length:
             raise ValueError("destination smaller than the burst")
         if index is None:
             if self._free:
@@ -129,7 +132,7 @@ class DataPointerTable:
         entry.itt = itt
         entry.lun = lun
         entry.owner = owner
-        entry.discarding = False
+        entry.discarding = discarding
         entry.datasn = 0
         return tagfmt.pack(self.connection_number, index, entry.generation)
 

@@ -92,6 +92,8 @@ class Task:
 
 
 _SENSE_LEN = 2
+_NOWHERE = memoryview(b"")
+"""Destination of a discarding table entry: its bytes go to the receiver's sink."""
 _MAX_TEXT = 65536
 """Bound on a Text request reassembled from C-bit continuations (bounded memory)."""
 _DATA_PHASE_ERROR = ScsiResult(ScsiStatus.CHECK_CONDITION,
@@ -380,13 +382,9 @@ class TargetConnection:
             task.unsol_tag = self.table.allocate(dest, 0, unsolicited, itt=task.itt,
                                                  lun=cmd.lun, owner=task)
         else:
-            sink = memoryview(bytearray(min(unsolicited, 65536)))
-            task.unsol_tag = self.table.allocate(sink, 0, len(sink), itt=task.itt, lun=cmd.lun,
-                                                 owner=task)
             # A failed command drains its unsolicited data into the sink (§4.2.3.3 style).
-            entry = self.table.lookup(task.unsol_tag)
-            entry.length = unsolicited
-            entry.discarding = True
+            task.unsol_tag = self.table.allocate(_NOWHERE, 0, unsolicited, itt=task.itt,
+                                                 lun=cmd.lun, owner=task, discarding=True)
 
     def _command_arrived(self, cmd: P.ScsiCommand) -> None:
         task = self.tasks.get(cmd.itt)
@@ -529,10 +527,8 @@ class TargetConnection:
     def _finish_task(self, task: Task) -> None:
         if self.tasks.pop(task.itt, None) is not None and self.session is not None:
             self.session.task_done()
-        for tag in list(task.outstanding):
+        for tag in _live_tags(task):
             self._free_quietly(tag)
-        if task.unsol_tag is not None:
-            self._free_quietly(task.unsol_tag)
 
     def _free_quietly(self, tag: int) -> None:
         with contextlib.suppress(PlacementError):
@@ -759,23 +755,23 @@ class TargetConnection:
         return (sn_le(session.expcmdsn, pdu.refcmdsn) and sn_lt(pdu.refcmdsn, pdu.cmdsn)
                 and sn_le(pdu.refcmdsn, session.maxcmdsn))
 
-    def _fail_task(self, task: Task, result: ScsiResult) -> None:
-        """End a write early with ``result``: live entries drain to the sink, no more R2Ts."""
-        task.result = result
-        task.plan = None
-        for tag in [*task.outstanding, *([task.unsol_tag] if task.unsol_tag else [])]:
-            self.table.lookup(tag).discarding = True
+    def _drain(self, task: Task) -> None:
+        """Repoint the task's live entries at the sink and stop soliciting: the rest of its
+        bursts are accepted, counted and dropped, never stored (RFC 7143 §4.2.3.3)."""
+        for tag in _live_tags(task):
+            self.table.repoint(tag, _NOWHERE)
         task.limit = 0
 
+    def _fail_task(self, task: Task, result: ScsiResult) -> None:
+        """End a write early with ``result`` once its open bursts have drained."""
+        task.result = result
+        task.plan = None
+        self._drain(task)
+
     def _abort(self, task: Task) -> None:
-        """Repoint the task's live entries at the sink; free them as their bursts end."""
+        """Abort a task: no response; its entries are freed as their bursts end."""
         task.aborted = True
-        sink = memoryview(bytearray(0))
-        for tag in [*task.outstanding, *([task.unsol_tag] if task.unsol_tag else [])]:
-            entry = self.table.lookup(tag)
-            entry.destination = sink
-            entry.discarding = True
-        task.limit = 0
+        self._drain(task)
         if task.unsol_tag is None and not task.outstanding:
             self._finish_task(task)
 
@@ -907,6 +903,14 @@ class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
     def process(self, msg: object, kwargs: Any) -> tuple[object, Any]:
         extra = self.extra or {}
         return f"conn {extra.get('conn', '?')}: {msg}", kwargs
+
+
+def _live_tags(task: Task) -> list[int]:
+    """The table tags a task still holds: its open R2T bursts and its unsolicited entry."""
+    tags = list(task.outstanding)
+    if task.unsol_tag is not None:
+        tags.append(task.unsol_tag)
+    return tags
 
 
 def _extended_cdb(ahs: bytes) -> bytes:

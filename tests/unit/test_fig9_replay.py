@@ -53,12 +53,14 @@ def test_fig9_data_outs_land_where_the_table_points(conn: TargetConnection, chun
     memory = bytearray(b"\xee" * (0x0008_4000 - BASE))
     cmd = P.ScsiCommand(itt=ITT, cdb=b"\x2a" + bytes(15), expected_length=0x10000, write=True)
     task = Task(cmd, 0)
+    task.started = True  # its CmdSN was reached: the SCSI layer ran (the plan below)
     conn.tasks[ITT] = task
     tags = []
     for index, pointer, offset, length in FIG9C:
         dest = memoryview(memory)[pointer - BASE:pointer - BASE + length]
         tags.append(conn.table.allocate(dest, offset, length, itt=ITT, owner=task, index=index))
         task.outstanding.add(tags[-1])
+        conn._r2t_entries += 1
     assert tags == [0x0010_0123, 0x0011_0123, 0x0012_0123]  # Fig 9B's TTTs
     task.next_r2t = task.edtl = task.want = task.limit = 0x10000
     completed = []
@@ -96,6 +98,7 @@ def test_fig9_stale_and_foreign_tags_never_write(conn: TargetConnection) -> None
     memory = bytearray(0x4000)
     cmd = P.ScsiCommand(itt=ITT, cdb=b"\x2a" + bytes(15), expected_length=0x4000, write=True)
     task = Task(cmd, 0)
+    task.started = True  # its CmdSN was reached: the SCSI layer ran (the plan below)
     conn.tasks[ITT] = task
     tag = conn.table.allocate(memoryview(memory), 0, 0x4000, itt=ITT, owner=task, index=0x10)
     task.outstanding.add(tag)

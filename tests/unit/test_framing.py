@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from pyiscsi.placement.counters import CopyCounters
 from pyiscsi.proto import pdu as P
-from pyiscsi.proto.errors import DigestError, PduRejected
-from pyiscsi.proto.framing import DISCARD, PduReceived, Receiver, Route, frame
+from pyiscsi.proto.errors import DigestError, PduRejected, RemoteProtocolError
+from pyiscsi.proto.framing import DIGEST_ERRORS, DISCARD, PduReceived, Receiver, Route, frame
 from pyiscsi.proto.wire import RejectReason
 
 
@@ -103,7 +103,7 @@ def test_rejected_payload_is_drained_never_placed() -> None:
     counters = CopyCounters()
     router = Router()
     router.refuse_ttt = 7
-    rx = Receiver(router, counters=counters, sink_size=1024)
+    rx = Receiver(router, counters=counters, sink_size=1024, max_data_length=1 << 20)
     payload = b"\xff" * 70000
     events = rx.feed(data_out(0, payload, ttt=7) + data_out(0, b"ok!!"))
     assert events[0].rejected is not None and events[0].rejected.header == events[0].header
@@ -111,12 +111,31 @@ def test_rejected_payload_is_drained_never_placed() -> None:
     assert counters.rx_discarded == 70000
 
 
-def test_oversized_segment_is_rejected_and_drained() -> None:
+def test_oversized_segment_closes_from_the_bhs_alone() -> None:
+    """A DataSegmentLength past what we declared cannot be trusted: the connection closes as
+    soon as the 48-byte BHS is in, without waiting for (or draining) the claimed bytes."""
     rx = Receiver(Router(), max_data_length=8192, sink_size=4096)
-    events = rx.feed(data_out(0, b"a" * 20000) + data_out(0, b"b" * 8))
-    assert events[0].rejected is not None
-    assert events[0].rejected.reason == RejectReason.PROTOCOL_ERROR
-    assert events[1].rejected is None
+    before = DIGEST_ERRORS.untrusted_headers
+    with pytest.raises(RemoteProtocolError, match="DataSegmentLength 20000"):
+        rx.feed(data_out(0, b"a" * 20000)[:48])
+    assert DIGEST_ERRORS.untrusted_headers == before + 1
+
+
+def test_screen_sees_the_bhs_before_its_ahs_arrives() -> None:
+    seen: list[tuple[int, int, int]] = []
+
+    def screen(opcode: int, ahs: int, length: int) -> None:
+        seen.append((opcode, ahs, length))
+        if ahs:
+            raise RemoteProtocolError("no AHS here")
+
+    rx = Receiver(Router(), screen=screen)
+    header = bytearray(data_out(0, b"")[:48])
+    header[4] = 74  # TotalAHSLength 296 bytes, none of which is ever sent
+    with pytest.raises(RemoteProtocolError):
+        rx.feed(bytes(header))
+    assert seen == [(0x05, 296, 0)]
+    assert rx.mid_pdu
 
 
 def test_header_digest_mismatch_raises() -> None:

@@ -12,6 +12,7 @@ from pyiscsi.backstore.memory import MemoryStore
 from pyiscsi.scsi.lun import PYISCSI_OUI, LogicalUnit
 from pyiscsi.scsi.sense import ScsiError
 from pyiscsi.scsi.task import Nexus
+from pyiscsi.scsi.unit_attention import ResetKind
 
 TARGET = "iqn.2026-11.org.pyiscsi:test"
 A = Nexus("iqn.2026-11.org.pyiscsi:a", 0x400001230000)
@@ -125,27 +126,25 @@ def test_nexus_lost_releases_only_that_nexus_reserve6() -> None:
     unit.reservations.check(B, READ_10)
 
 
-@pytest.mark.parametrize("kind", ["lun", "warm", "cold"])
-def test_reset_releases_reserve6(kind: str) -> None:
+@pytest.mark.parametrize("kind", list(ResetKind))
+def test_reset_releases_reserve6(kind: ResetKind) -> None:
     unit = lu()
     unit.reservations.reserve6(A)
     unit.reset(kind)
     assert unit.reservations.spc2_holder is None
 
 
-def test_reset_keeps_persistent_registrations_and_rejects_unknown_kinds() -> None:
+def test_reset_keeps_persistent_registrations() -> None:
     unit = lu()
     unit.reservations.registrations[A] = 0x1234
-    unit.reset("lun")
+    unit.reset(ResetKind.LOGICAL_UNIT)
     assert unit.reservations.registrations == {A: 0x1234}
-    with pytest.raises(ValueError, match="unknown reset kind"):
-        unit.reset("lukewarm")
 
 
 def test_reset_and_nexus_lost_do_not_touch_unit_attentions() -> None:
     unit = lu()
     unit.attentions.join(A)
-    unit.reset("lun")
+    unit.reset(ResetKind.LOGICAL_UNIT)
     unit.nexus_lost(A)
     assert unit.attentions.pending(A) == 0  # the connection layer establishes those
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from pyiscsi.placement import tag as tagfmt
-from pyiscsi.placement.table import ConnectionRegistry, DataPointerTable, PlacementError
+from pyiscsi.placement.table import (
+    ConnectionRegistry,
+    DataPointerTable,
+    PlacementError,
+    TableFull,
+)
 from pyiscsi.proto.wire import RejectReason
 
 
@@ -89,7 +94,7 @@ def test_capacity_and_free_list_are_o1() -> None:
     mem = memoryview(bytearray(4))
     tags = [table.allocate(mem, 0, 4) for _ in range(4)]
     assert len(table) == 4 and table.free_entries == 0
-    with pytest.raises(MemoryError):
+    with pytest.raises(TableFull):
         table.allocate(mem, 0, 4)
     table.clear()
     assert len(table) == 0
@@ -126,7 +131,11 @@ def test_entries_are_created_lazily_and_bounded() -> None:
     tags = [table.allocate(mem, 0, 4) for _ in range(3)]
     assert len(table.entries) == 3 and [t >> 16 & 0xFFF for t in tags] == [0, 1, 2]
     table.free(tags[1])
-    assert table.allocate(mem, 0, 4) >> 16 & 0xFFF == 1  # reused before growing
+    assert table.allocate(mem, 0, 4) >> 16 & 0xFFF == 3  # a fresh index before any reuse
     assert table.allocate(mem, 0, 4, index=6) == tagfmt.pack(3, 6, 0)
     assert len(table.entries) == 7 and len(table) == 4
-    assert table.allocate(mem, 0, 4) >> 16 & 0xFFF == 3  # lowest free index first
+    assert table.allocate(mem, 0, 4) >> 16 & 0xFFF == 7  # fresh until capacity
+    # full size reached: freed indexes come back first in, first out
+    assert table.allocate(mem, 0, 4) >> 16 & 0xFFF == 1
+    assert table.allocate(mem, 0, 4) >> 16 & 0xFFF == 4
+    assert table.allocate(mem, 0, 4) >> 16 & 0xFFF == 5

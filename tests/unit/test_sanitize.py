@@ -15,6 +15,7 @@ from pyiscsi.scsi.dispatch import execute
 from pyiscsi.scsi.lun import LogicalUnit
 from pyiscsi.scsi.reservations import Access, command_access
 from pyiscsi.scsi.task import DataOutPlan, Nexus, ScsiRequest, ScsiResult
+from pyiscsi.scsi.unit_attention import ResetKind
 from pyiscsi.target.connection import TargetConnection
 
 from ..pair import TARGET, Initiator, drain, feed, make_catalog, wire
@@ -186,7 +187,7 @@ def test_overwrite_fills_at_once_then_stays_in_progress_until_its_deadline(clock
     descriptor = run(lu, "03 01 00 00 ff 00")
     assert descriptor.data is not None
     assert bytes(descriptor.data).hex() == "7202041b00000008" + "0206000080400000"
-    lu.reset("cold")  # resets do not stop a sanitize operation
+    lu.reset(ResetKind.TARGET_COLD)  # resets do not stop a sanitize operation
     clock.now += 4.0
     assert sense(run(lu, TUR)) == fixed(IN_PROGRESS, "80c000")
     assert result.pending() is None

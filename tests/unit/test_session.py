@@ -10,7 +10,7 @@ from pyiscsi.proto.keys import SessionParams
 from pyiscsi.proto.serial import sn_add, sn_le
 from pyiscsi.scsi.task import Nexus
 from pyiscsi.target.connection import TargetConnection
-from pyiscsi.target.session import Session
+from pyiscsi.target.session import Admission, Session
 
 from ..pair import INITIATOR, TARGET, Initiator, make_catalog
 
@@ -33,60 +33,60 @@ def test_start_opens_a_window_of_depth_commands() -> None:
 
 def test_in_order_commands_run_now_and_advance_expcmdsn() -> None:
     s = make(depth=4, cmdsn=10)
-    assert [s.admit(n, False) for n in (10, 11, 12, 13)] == ["now"] * 4
+    assert [s.admit(n, False) for n in (10, 11, 12, 13)] == [Admission.NOW] * 4
     assert s.expcmdsn == 14
     assert s.maxcmdsn == 13  # no slide without task completions
 
 
 def test_gap_is_later_and_does_not_advance() -> None:
     s = make(depth=4, cmdsn=10)
-    assert s.admit(12, False) == "later"
-    assert s.admit(13, False) == "later"
+    assert s.admit(12, False) == Admission.LATER
+    assert s.admit(13, False) == Admission.LATER
     assert s.expcmdsn == 10
-    assert s.admit(10, False) == "now"
+    assert s.admit(10, False) == Admission.NOW
     assert s.expcmdsn == 11
 
 
 @pytest.mark.parametrize("cmdsn", [14, 15, 10 + (1 << 20), sn_add(10, (1 << 31) - 1)])
 def test_beyond_maxcmdsn_is_dropped(cmdsn: int) -> None:
     s = make(depth=4, cmdsn=10)
-    assert s.admit(cmdsn, False) == "drop"
+    assert s.admit(cmdsn, False) == Admission.DROP
     assert (s.expcmdsn, s.maxcmdsn) == (10, 13)
 
 
 def test_duplicates_and_stale_cmdsns_are_dropped() -> None:
     s = make(depth=4, cmdsn=10)
-    assert s.admit(10, False) == "now"
-    assert s.admit(10, False) == "drop"  # duplicate of a command already taken
-    assert s.admit(9, False) == "drop"
-    assert s.admit(0, False) == "drop"
+    assert s.admit(10, False) == Admission.NOW
+    assert s.admit(10, False) == Admission.DROP  # duplicate of a command already taken
+    assert s.admit(9, False) == Admission.DROP
+    assert s.admit(0, False) == Admission.DROP
     assert s.expcmdsn == 11
 
 
 def test_immediate_commands_run_now_without_advancing() -> None:
     s = make(depth=4, cmdsn=10)
     # RFC 7143 §3.2.2.1: an immediate command carries the next CmdSN but does not advance it
-    assert s.admit(10, True) == "now"
+    assert s.admit(10, True) == Admission.NOW
     assert s.expcmdsn == 10
     # even a CmdSN outside the window: immediate delivery is not subject to it
-    assert s.admit(100, True) == "now"
-    assert s.admit(5, True) == "now"
+    assert s.admit(100, True) == Admission.NOW
+    assert s.admit(5, True) == Admission.NOW
     assert (s.expcmdsn, s.maxcmdsn) == (10, 13)
-    assert s.admit(10, False) == "now"
+    assert s.admit(10, False) == Admission.NOW
     assert s.expcmdsn == 11
 
 
 def test_window_slides_as_tasks_complete() -> None:
     s = make(depth=4, cmdsn=10)
     for n in (10, 11, 12, 13):
-        assert s.admit(n, False) == "now"
+        assert s.admit(n, False) == Admission.NOW
         s.task_started()
     assert (s.active, s.expcmdsn, s.maxcmdsn) == (4, 14, 13)
-    assert s.admit(14, False) == "drop"  # window closed until a task completes
+    assert s.admit(14, False) == Admission.DROP  # window closed until a task completes
     s.task_done()
     assert s.active == 3
     assert s.maxcmdsn == 14  # ExpCmdSN 14 + (4 - 3) - 1
-    assert s.admit(14, False) == "now"
+    assert s.admit(14, False) == Admission.NOW
     s.task_started()
     s.task_done()
     assert s.maxcmdsn == 15
@@ -97,13 +97,13 @@ def test_window_slides_as_tasks_complete() -> None:
     s.task_done()
     assert s.active == 0
     assert s.maxcmdsn == 18  # ExpCmdSN 15 + 4 - 1
-    assert s.admit(18, False) == "later"
-    assert s.admit(19, False) == "drop"
+    assert s.admit(18, False) == Admission.LATER
+    assert s.admit(19, False) == Admission.DROP
 
 
 def test_window_reopens_by_one_even_when_tasks_exceed_depth() -> None:
     s = make(depth=2, cmdsn=0)
-    assert [s.admit(0, False), s.admit(1, False)] == ["now", "now"]
+    assert [s.admit(0, False), s.admit(1, False)] == [Admission.NOW, Admission.NOW]
     for _ in range(5):  # in-window commands plus immediate ones still running
         s.task_started()
     assert (s.expcmdsn, s.maxcmdsn) == (2, 1)  # closed: MaxCmdSN = ExpCmdSN - 1
@@ -133,14 +133,14 @@ def test_maxcmdsn_never_decreases() -> None:
 def test_serial_wrap_near_2_32() -> None:
     s = make(depth=4, cmdsn=MAX - 1)
     assert s.maxcmdsn == 1  # window MAX-1, MAX, 0, 1
-    assert s.admit(0, False) == "later"  # inside the window, past the wrap
-    assert s.admit(1, False) == "later"
-    assert s.admit(2, False) == "drop"
-    assert s.admit(MAX - 2, False) == "drop"  # just before ExpCmdSN: stale
-    assert s.admit(MAX - 1, False) == "now"
-    assert s.admit(MAX, False) == "now"
+    assert s.admit(0, False) == Admission.LATER  # inside the window, past the wrap
+    assert s.admit(1, False) == Admission.LATER
+    assert s.admit(2, False) == Admission.DROP
+    assert s.admit(MAX - 2, False) == Admission.DROP  # just before ExpCmdSN: stale
+    assert s.admit(MAX - 1, False) == Admission.NOW
+    assert s.admit(MAX, False) == Admission.NOW
     assert s.expcmdsn == 0
-    assert s.admit(0, False) == "now"
+    assert s.admit(0, False) == Admission.NOW
     assert s.expcmdsn == 1
     s.slide()
     assert s.maxcmdsn == 4
@@ -150,15 +150,15 @@ def test_maxcmdsn_slides_across_the_wrap() -> None:
     s = make(depth=4, cmdsn=MAX - 5)
     assert s.maxcmdsn == MAX - 2
     for n in (MAX - 5, MAX - 4, MAX - 3):
-        assert s.admit(n, False) == "now"
+        assert s.admit(n, False) == Admission.NOW
         s.task_started()
     for _ in range(3):
         s.task_done()
     assert s.expcmdsn == MAX - 2
     assert s.maxcmdsn == 0  # numerically smaller, serially larger: MaxCmdSN moved forward
-    assert s.admit(MAX - 1, False) == "later"
-    assert s.admit(0, False) == "later"
-    assert s.admit(1, False) == "drop"
+    assert s.admit(MAX - 1, False) == Admission.LATER
+    assert s.admit(0, False) == Admission.LATER
+    assert s.admit(1, False) == Admission.DROP
 
 
 @given(st.integers(min_value=0, max_value=MAX), st.integers(min_value=1, max_value=64),
@@ -170,13 +170,13 @@ def test_window_invariants(start: int, depth: int, ops: list[str]) -> None:
         before_max = s.maxcmdsn
         if op == "cmd":
             verdict = s.admit(sent, False)
-            if verdict == "now":
+            if verdict == Admission.NOW:
                 s.task_started()
                 sent = sn_add(sent, 1)
             else:
-                assert verdict == "drop"  # in-order CmdSNs are never 'later'
+                assert verdict == Admission.DROP  # in-order CmdSNs are never 'later'
         elif op == "imm":
-            assert s.admit(sent, True) == "now"
+            assert s.admit(sent, True) == Admission.NOW
         elif s.active:
             s.task_done()
         assert sn_le(before_max, s.maxcmdsn)

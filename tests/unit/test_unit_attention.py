@@ -6,7 +6,7 @@ import pytest
 
 from pyiscsi.scsi.sense import SenseKey, fixed_sense
 from pyiscsi.scsi.task import Nexus
-from pyiscsi.scsi.unit_attention import EXEMPT_OPCODES, RESET_ASC, UnitAttentions
+from pyiscsi.scsi.unit_attention import EXEMPT_OPCODES, RESET_ASC, ResetKind, UnitAttentions
 
 A = Nexus("iqn.2026-11.org.pyiscsi:a", 0x400001230000, 1)
 B = Nexus("iqn.2026-11.org.pyiscsi:b", 0x400001230000, 1)
@@ -21,7 +21,8 @@ LUN_RESET_SENSE = bytes([
 
 
 def test_reset_asc_table() -> None:
-    assert RESET_ASC == {"lun": (0x29, 0x03), "warm": (0x29, 0x02), "cold": (0x29, 0x01)}
+    assert RESET_ASC == {ResetKind.LOGICAL_UNIT: (0x29, 0x03), ResetKind.TARGET_WARM: (0x29, 0x02),
+                         ResetKind.TARGET_COLD: (0x29, 0x01)}
 
 
 def test_exempt_opcodes_are_inquiry_report_luns_request_sense() -> None:
@@ -31,7 +32,7 @@ def test_exempt_opcodes_are_inquiry_report_luns_request_sense() -> None:
 def test_lun_reset_sense_is_byte_exact_fixed_format() -> None:
     ua = UnitAttentions()
     ua.join(A)
-    ua.establish(*RESET_ASC["lun"])
+    ua.establish(*RESET_ASC[ResetKind.LOGICAL_UNIT])
     sense = ua.take(A, READ_10)
     assert sense == LUN_RESET_SENSE
     assert sense == fixed_sense(SenseKey.UNIT_ATTENTION, 0x29, 0x03)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..placement.counters import COUNTERS, CopyCounters
-from ..placement.table import DataPointerTable, PlacementError, TableEntry
+from ..placement.table import DataPointerTable, PlacementError, TableEntry, TableFull
 from ..proto import pdu as P
 from ..proto.errors import LocalProtocolError, LoginFailed, ProtocolError, RemoteProtocolError
 from ..proto.framing import DISCARD, PduReceived, Receiver, Route, frame
@@ -288,7 +288,7 @@ class InitiatorConnection:
         dest = task.data_in if task.data_in is not None else _EMPTY
         try:
             task.itt = self.table.allocate(dest, 0, len(dest), owner=task)
-        except MemoryError:
+        except TableFull:
             raise LocalProtocolError("no free initiator task tag") from None
         if len(dest) >= LARGE_READ:
             self._large += 1

@@ -14,6 +14,8 @@ Reject reason (RFC 7143 §11.17.1: 0x09 invalid PDU field).
 
 from __future__ import annotations
 
+from collections import deque
+
 from ..proto.errors import PduRejected
 from ..proto.wire import RejectReason
 from . import tag as tagfmt
@@ -24,6 +26,15 @@ class PlacementError(PduRejected):
 
     def __init__(self, message: str) -> None:
         super().__init__(RejectReason.INVALID_PDU_FIELD, message)
+
+
+_NOWHERE = memoryview(b"")
+"""The destination handed out for a drained burst: the receiver drains into its sink."""
+
+
+class TableFull(Exception):
+    """No free entry: the caller waits for one to free up (never a refusal of a legal
+    command, never a MemoryError)."""
 
 
 class TableEntry:
@@ -77,9 +88,12 @@ class DataPointerTable:
         self.connection_number = connection_number
         self.capacity = capacity
         # Entries are created on first use (an idle connection costs a few bytes, a busy one
-        # at most ``capacity`` entries); released indexes go on a free stack, O(1) both ways.
+        # at most ``capacity`` entries). A fresh index is taken until the table reaches
+        # capacity; after that released indexes are reused first-in first-out, so a tag value
+        # recurs only after ``capacity x 16`` allocations and a stale tag is caught by its
+        # generation, not by luck in the ITT, LUN and offset checks.
         self.entries: list[TableEntry] = []
-        self._free: list[int] = []
+        self._free: deque[int] = deque()
         self._live = 0
 
     def __len__(self) -> int:
@@ -93,7 +107,7 @@ class DataPointerTable:
         """Create entries up to ``index``; the new ones other than ``index`` become free."""
         first = len(self.entries)
         self.entries.extend(TableEntry(i) for i in range(first, index + 1))
-        self._free.extend(range(index - 1, first - 1, -1))
+        self._free.extend(range(first, index))
 
     def allocate(self, destination: memoryview, offset: int, length: int, *, itt: int = 0,
                  lun: int = 0, owner: object = None, index: int | None = None,
@@ -108,13 +122,13 @@ class DataPointerTable:
         if not discarding and len(destination) < length:
             raise ValueError("destination smaller than the burst")
         if index is None:
-            if self._free:
-                index = self._free.pop()
-            elif len(self.entries) < self.capacity:
+            if len(self.entries) < self.capacity:
                 index = len(self.entries)
                 self.entries.append(TableEntry(index))
+            elif self._free:
+                index = self._free.popleft()
             else:
-                raise MemoryError("data pointer table full")
+                raise TableFull(f"all {self.capacity} data pointer table entries are live")
         elif index >= len(self.entries):
             if index >= self.capacity:
                 raise ValueError(f"index {index} beyond capacity {self.capacity}")
@@ -158,6 +172,10 @@ class DataPointerTable:
         =Yes, RFC 7143 §13.19) that BufferOffset is the next expected one (no gap, no overlap).
         """
         entry = self.lookup(tag)
+        if entry.discarding:
+            # A drained burst (aborted or failed task, RFC 7143 §4.2.3.3): whatever the peer
+            # still sends for this tag is accepted and dropped; nothing is written anywhere.
+            return entry, _NOWHERE
         if itt is not None and itt != entry.itt:
             raise PlacementError(f"tag 0x{tag:08x}: ITT 0x{itt:08x} is not its task")
         if lun is not None and lun != entry.lun:

@@ -71,10 +71,20 @@ _HEADER, _PAYLOAD, _DIRECT, _TAIL = range(4)
 
 @dataclass(slots=True)
 class DigestErrors:
-    """Process-wide counts of CRC32C digest failures (RFC 7143 §7.8)."""
+    """Process-wide counts of CRC32C digest failures (RFC 7143 §7.8) and of headers whose
+    lengths could not be trusted (the connection was closed on them)."""
 
     header: int = 0
     data: int = 0
+    untrusted_headers: int = 0
+    partial_pdus: int = 0
+    """Connections closed for sitting on part of a PDU past the deadline."""
+
+
+HeaderScreen = Callable[[int, int, int], None]
+"""Called with (opcode, TotalAHSLength in bytes, DataSegmentLength) as soon as a BHS's first
+48 bytes are in, before any AHS, digest or data is waited for; raises
+:class:`RemoteProtocolError` to close the connection."""
 
 
 DIGEST_ERRORS = DigestErrors()
@@ -92,8 +102,11 @@ class Receiver:
     def __init__(self, router: PayloadRouter, *, max_data_length: int = 8192,
                  staging_size: int = 65536, direct_threshold: int = 4096,
                  sink_size: int = 65536, counters: CopyCounters = COUNTERS,
-                 on_pdu: Callable[[PduReceived], None] | None = None) -> None:
+                 on_pdu: Callable[[PduReceived], None] | None = None,
+                 screen: HeaderScreen | None = None) -> None:
         self.router = router
+        self.screen = screen
+        """Checks a header's opcode and lengths from the BHS alone (see :data:`HeaderScreen`)."""
         self.on_pdu = on_pdu
         """If given, called with each PDU as soon as it is complete, before the next header is
         routed (so the engine's state is current when it routes the next PDU). Otherwise the
@@ -177,6 +190,11 @@ class Receiver:
             events.extend(self.advance(n))
         return events
 
+    @property
+    def mid_pdu(self) -> bool:
+        """Whether part of a PDU has arrived and the rest has not (a partial PDU)."""
+        return self._state != _HEADER or self._end > self._start
+
     # ------------------------------------------------------------------ internals
 
     def _wanted(self) -> int:
@@ -205,6 +223,7 @@ class Receiver:
                 if avail < BHS_LENGTH:
                     return
                 ahs_len = self._stage[self._start + 4] * 4
+                self._screen(ahs_len)
                 hlen = BHS_LENGTH + ahs_len
                 need = hlen + (DIGEST_LENGTH if self.header_digest else 0)
                 if avail < need:
@@ -238,6 +257,24 @@ class Receiver:
             else:  # _DIRECT: bytes arrive through get_buffer only
                 return
 
+    def _screen(self, ahs_len: int) -> None:
+        """RFC 7143 §11.2: check the lengths a BHS claims before waiting for them. A
+        DataSegmentLength beyond what we declared (MaxRecvDataSegmentLength, or the login
+        limit) cannot be trusted: the connection closes at once rather than draining
+        megabytes of whatever follows."""
+        stage, start = self._stage, self._start
+        length = int.from_bytes(stage[start + 5:start + 8], "big")
+        try:
+            if length > self.max_data_length:
+                raise RemoteProtocolError(
+                    f"DataSegmentLength {length} > MaxRecvDataSegmentLength "
+                    f"{self.max_data_length}")
+            if self.screen is not None:
+                self.screen(stage[start] & 0x3F, ahs_len, length)
+        except RemoteProtocolError:
+            DIGEST_ERRORS.untrusted_headers += 1
+            raise
+
     def _begin(self, hlen: int) -> None:
         raw = bytes(self._view[self._start:self._start + hlen])
         header, ahs = raw[:BHS_LENGTH], raw[BHS_LENGTH:]
@@ -261,10 +298,6 @@ class Receiver:
         self._exact = False
         try:
             self._pdu = decode_bhs(header)
-            if length > self.max_data_length:
-                raise PduRejected(RejectReason.PROTOCOL_ERROR,
-                                  f"DataSegmentLength {length} > MaxRecvDataSegmentLength "
-                                  f"{self.max_data_length}", header)
             route = self.router.route(self._pdu, header, ahs)
         except PduRejected as exc:
             if not exc.header:

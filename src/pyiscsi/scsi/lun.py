@@ -15,7 +15,7 @@ from ..backstore.base import BackingStore
 from .reservations import Reservations
 from .sanitize import SanitizeState
 from .task import Nexus
-from .unit_attention import UnitAttentions
+from .unit_attention import ResetKind, UnitAttentions
 
 PYISCSI_OUI = 0x024953
 """A locally administered (bit 1 of the first octet) company id for NAA-6 designators."""
@@ -100,7 +100,7 @@ class LogicalUnit:
         reservation is released; persistent reservations survive (SPC-4 §5.13.4)."""
         self.reservations.nexus_lost(nexus)
 
-    def reset(self, kind: str) -> None:
+    def reset(self, kind: ResetKind) -> None:
         """LOGICAL UNIT RESET (``"lun"``), TARGET WARM/COLD RESET (``"warm"``/``"cold"``):
         RESERVE (6) reservations are released, persistent ones survive (SAM-5 §6.3)."""
         self.reservations.reset(kind)

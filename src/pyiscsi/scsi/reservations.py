@@ -31,6 +31,7 @@ from .task import DataOutPlan, Nexus, ScsiRequest, ScsiResult
 
 if TYPE_CHECKING:
     from .lun import LogicalUnit
+    from .unit_attention import ResetKind
 
 log = logging.getLogger("pyiscsi.scsi")
 
@@ -221,7 +222,6 @@ RELATIVE_TARGET_PORT = 1
 PROUT_PARAMETER_LIST_LENGTH = 24
 """Basic parameter list length (SPEC_I_PT=0, SPC-4 §6.16.3)."""
 
-RESET_KINDS = frozenset({"lun", "warm", "cold"})
 
 
 class Reservations:
@@ -286,11 +286,9 @@ class Reservations:
         if self.spc2_holder == nexus:
             self.spc2_holder = None
 
-    def reset(self, kind: str) -> None:
+    def reset(self, kind: ResetKind) -> None:
         """LU reset / target warm or cold reset: SPC-2 reservations go, PRs stay (SAM-5
         §6.3.2, SPC-4 §5.13.4)."""
-        if kind not in RESET_KINDS:
-            raise ValueError(f"unknown reset kind {kind!r}")
         self.spc2_holder = None
 
     # -- PERSISTENT RESERVE OUT (SPC-4 §5.13.5 - §5.13.11) --

@@ -8,6 +8,7 @@ CONDITION with UNIT ATTENTION sense, which clears it. REQUEST SENSE reports it a
 from __future__ import annotations
 
 from collections import deque
+from enum import Enum
 
 from .sense import SenseKey, fixed_sense
 from .task import Nexus
@@ -15,10 +16,18 @@ from .task import Nexus
 EXEMPT_OPCODES = frozenset({0x12, 0xA0, 0x03})
 """INQUIRY, REPORT LUNS, REQUEST SENSE run despite a pending unit attention (SAM-5 §5.14)."""
 
+class ResetKind(Enum):
+    """The resets task management can ask for (SAM-5 §6.3-6.7)."""
+
+    LOGICAL_UNIT = "lun"
+    TARGET_WARM = "warm"
+    TARGET_COLD = "cold"
+
+
 RESET_ASC = {
-    "lun": (0x29, 0x03),   # BUS DEVICE RESET FUNCTION OCCURRED
-    "warm": (0x29, 0x02),  # SCSI BUS RESET OCCURRED (target reset)
-    "cold": (0x29, 0x01),  # POWER ON OCCURRED
+    ResetKind.LOGICAL_UNIT: (0x29, 0x03),  # BUS DEVICE RESET FUNCTION OCCURRED
+    ResetKind.TARGET_WARM: (0x29, 0x02),   # SCSI BUS RESET OCCURRED (target reset)
+    ResetKind.TARGET_COLD: (0x29, 0x01),   # POWER ON OCCURRED
 }
 """ASC/ASCQ established by each kind of reset (SPC-4 Annex D)."""
 

@@ -43,6 +43,17 @@ class Limits:
     """Seconds of silence before the target pings the initiator with a NOP-In (0 = never)."""
     nop_timeout: float = 30.0
     """Seconds of silence after which the peer is declared dead and its connection closed."""
+    partial_pdu_timeout: float = 10.0
+    """Seconds a connection may sit on part of a PDU with no further byte before it is
+    closed (0 = never)."""
+    immediate_commands: int = 16
+    """SCSI commands with the I bit a session may have running at once; more are refused
+    with Reject 0x06 (RFC 7143 §11.17.1)."""
+    table_entries: int = 4096
+    """Data pointer table entries per connection (at most 4096: 12 index bits, Fig 9B)."""
+    held_data_limit: int = 16 << 20
+    """Bytes of unsolicited data a connection stages for commands held behind a CmdSN gap;
+    a command that would pass it ends in TASK SET FULL (SAM-5 §5.3.1)."""
 
 
 class Catalog:

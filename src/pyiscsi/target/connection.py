@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from ..placement.counters import COUNTERS
-from ..placement.table import REGISTRY, DataPointerTable, PlacementError, TableEntry
+from ..placement.table import REGISTRY, DataPointerTable, PlacementError, TableEntry, TableFull
 from ..proto import pdu as P
 from ..proto.chap import TargetChap
 from ..proto.discovery import format_send_targets
 from ..proto.errors import LoginFailed, PduRejected, RemoteProtocolError
-from ..proto.framing import DISCARD, PduReceived, Receiver, Route, frame
+from ..proto.framing import DIGEST_ERRORS, DISCARD, PduReceived, Receiver, Route, frame
 from ..proto.keys import encode_text, parse_text
 from ..proto.login import TargetLogin, TargetLoginConfig
 from ..proto.serial import sn_add, sn_le, sn_lt
@@ -41,10 +41,11 @@ from ..proto.wire import (
     TmfResponse,
 )
 from ..scsi import dispatch
-from ..scsi.sense import SenseKey, fixed_sense
+from ..scsi.sense import Asc, SenseKey, fixed_sense
 from ..scsi.task import DataOutPlan, Nexus, ScsiRequest, ScsiResult, lun_from_field
-from ..scsi.unit_attention import RESET_ASC
-from .session import Session
+from ..scsi.unit_attention import RESET_ASC, ResetKind
+from .opcodes import FULL_FEATURE_ONLY, LOGIN_ONLY, NEVER, OpcodeRule, Ordering, Phase
+from .session import Admission, Session
 
 if TYPE_CHECKING:
     from ..proto.keys import SessionParams
@@ -55,31 +56,51 @@ log = logging.getLogger("pyiscsi.target")
 Buffer = bytes | bytearray | memoryview
 
 
-class Phase(Enum):
-    """Connection phases (RFC 7143 §8.1 states collapsed to what the engine needs)."""
-
-    LOGIN = "login"
-    FULL_FEATURE = "full-feature"
-    CLOSED = "closed"
-
-
 class Task:
     """A SCSI task in flight: Fig 8's bookkeeping for one command."""
 
-    __slots__ = ("aborted", "buffer", "cmd", "datasn", "edtl", "itt", "limit", "lun", "next_r2t",
-                 "outstanding", "plan", "r2tsn", "received", "result", "unsol_end",
-                 "unsol_tag", "want")
+    __slots__ = (
+        "aborted",
+        "ahs",
+        "buffer",
+        "cmd",
+        "datasn",
+        "edtl",
+        "held_bytes",
+        "immediate",
+        "itt",
+        "limit",
+        "lun",
+        "next_r2t",
+        "outstanding",
+        "plan",
+        "r2tsn",
+        "received",
+        "result",
+        "started",
+        "unsol_buffer",
+        "unsol_end",
+        "unsol_tag",
+        "waiting",
+        "want",
+    )
 
-    def __init__(self, cmd: P.ScsiCommand, lun: int) -> None:
+    def __init__(self, cmd: P.ScsiCommand, lun: int, ahs: bytes = b"") -> None:
         self.cmd = cmd
+        self.ahs = ahs
         self.itt = cmd.itt
         self.lun = lun
+        self.immediate = cmd.immediate
         self.edtl = cmd.expected_length
         self.limit = 0
         """Bytes the command stores: min(EDTL, the CDB's transfer length); R2Ts stop there."""
         self.plan: DataOutPlan | None = None
         self.result: ScsiResult | None = None
         self.buffer: memoryview | None = None
+        self.unsol_buffer: memoryview | None = None
+        """A private landing area for unsolicited data (a command held behind a CmdSN gap,
+        or one whose unsolicited data outruns what it stores); copied once at the end."""
+        self.held_bytes = 0
         self.want = 0
         self.received = 0
         self.unsol_tag: int | None = None
@@ -89,6 +110,10 @@ class Task:
         self.r2tsn = 0
         self.datasn = 0
         self.aborted = False
+        self.started = False
+        """Executed: its CmdSN was reached (it counts in the session's window)."""
+        self.waiting = False
+        """Queued for a data pointer table entry (its next R2T waits for one)."""
 
 
 _SENSE_LEN = 2
@@ -96,12 +121,30 @@ _NOWHERE = memoryview(b"")
 """Destination of a discarding table entry: its bytes go to the receiver's sink."""
 _MAX_TEXT = 65536
 """Bound on a Text request reassembled from C-bit continuations (bounded memory)."""
-_DATA_PHASE_ERROR = ScsiResult(ScsiStatus.CHECK_CONDITION,
-                               fixed_sense(SenseKey.ABORTED_COMMAND, 0x4B, 0x00))
-"""ABORTED COMMAND / DATA PHASE ERROR (SPC-4 Annex D): a Data-Out sequence error."""
-_CRC_ERROR = ScsiResult(ScsiStatus.CHECK_CONDITION,
-                        fixed_sense(SenseKey.ABORTED_COMMAND, 0x47, 0x05))
-"""ABORTED COMMAND / PROTOCOL SERVICE CRC ERROR (RFC 7143 §11.4.7.2): a data digest error."""
+_LOGIN_DATA_LIMIT = 8192
+"""MaxRecvDataSegmentLength during login (RFC 7143 §13.12: the default until negotiated)."""
+
+
+def _check_condition(key: SenseKey, asc: Asc) -> ScsiResult:
+    return ScsiResult(ScsiStatus.CHECK_CONDITION, fixed_sense(key, asc.asc, asc.ascq))
+
+
+_DATA_PHASE_ERROR = _check_condition(SenseKey.ABORTED_COMMAND, Asc.DATA_PHASE_ERROR)
+"""A Data-Out sequence error (DataSN, an early F bit): SPC-4 Annex D 4Bh/00h."""
+_DATA_OFFSET_ERROR = _check_condition(SenseKey.ABORTED_COMMAND, Asc.DATA_OFFSET_ERROR)
+"""A Data-Out outside its burst, out of order, or for another task (4Bh/05h)."""
+_CRC_ERROR = _check_condition(SenseKey.ABORTED_COMMAND, Asc.PROTOCOL_SERVICE_CRC_ERROR)
+"""A data digest error (RFC 7143 §11.4.7.2)."""
+_TOO_MUCH_WRITE_DATA = _check_condition(SenseKey.ABORTED_COMMAND, Asc.TOO_MUCH_WRITE_DATA)
+"""Immediate data past the Expected Data Transfer Length or FirstBurstLength, or on a
+command that writes nothing (4Bh/02h)."""
+_UNWANTED_IMMEDIATE_DATA = _check_condition(SenseKey.ILLEGAL_REQUEST,
+                                            Asc.INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT)
+"""Immediate data while ImmediateData=No was negotiated (RFC 7143 §13.11)."""
+_INTERNAL_FAILURE = _check_condition(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE)
+"""The SCSI layer raised: the command ends, the connection stays."""
+_TASK_SET_FULL = ScsiResult(ScsiStatus.TASK_SET_FULL)
+"""No room to stage a held command's unsolicited data (SAM-5 §5.3.1): retry later."""
 
 
 class TargetConnection:
@@ -110,11 +153,21 @@ class TargetConnection:
     def __init__(self, catalog: Catalog, peer: str = "?", *,
                  on_close: Callable[[TargetConnection], None] | None = None,
                  number: int | None = None) -> None:
+        limits = catalog.limits
         self.catalog = catalog
         self.peer = peer
+        self.table = DataPointerTable(0, capacity=limits.table_entries)
+        # A table entry for every task's unsolicited data is always there: R2Ts use at most
+        # what is left once each task the window (plus immediate commands) allows has one.
+        self._r2t_budget = limits.table_entries - (limits.queue_depth
+                                                    + limits.immediate_commands + 1)
+        if self._r2t_budget < 1:
+            raise ValueError(f"{limits.table_entries} table entries cannot serve a queue "
+                             f"depth of {limits.queue_depth}")
         self.number = REGISTRY.register(self, number)
-        self.table = DataPointerTable(self.number)
-        self.receiver = Receiver(self, max_data_length=8192, on_pdu=self._on_pdu)
+        self.table.connection_number = self.number
+        self.receiver = Receiver(self, max_data_length=_LOGIN_DATA_LIMIT,
+                                 on_pdu=self._on_pdu, screen=self._screen)
         self.phase = Phase.LOGIN
         self.session: Session | None = None
         self.params: SessionParams | None = None
@@ -122,7 +175,16 @@ class TargetConnection:
         self.cid = 0
         self.statsn = 0
         self.tasks: dict[int, Task] = {}
-        self._pending: dict[int, tuple[P.Pdu, bytes, bytes | None]] = {}
+        self._held: dict[int, Callable[[], None] | None] = {}
+        """Requests held behind a CmdSN gap, by CmdSN: what runs when it is reached (None:
+        a refused command whose CmdSN is only taken)."""
+        self._held_bytes = 0
+        self._admitted: tuple[Task | None, ScsiResult | None] | None = None
+        """The header-time decision about the SCSI Command being received: its task, or the
+        SCSI answer it gets once whole."""
+        self._waiting: deque[Task] = deque()
+        """Tasks waiting for a table entry for their next R2T, first come first served."""
+        self._r2t_entries = 0
         self._out: list[Buffer] = []
         self._tx_payload = 0
         self._entry: TableEntry | None = None
@@ -130,16 +192,17 @@ class TargetConnection:
         self._login = TargetLogin(self._login_config())
         self._text_buffer = b""
         self._login_first = True
-        self._verdict = ""
         self._nexus = Nexus("iqn.unknown")
         self.close_after_send = False
         self.dead = False
-        """Set by :meth:`tick` when the peer stopped answering NOP-In pings."""
+        """Set by :meth:`tick` when the peer stopped answering NOP-In pings, or sat on part
+        of a PDU past the partial-PDU deadline."""
         self.peer_closed: Callable[[], bool] | None = None
         """Set by the transport: whether the peer has closed its end (FIN received)."""
         self.internal_errors = 0
-        self.ping_interval = catalog.limits.nop_interval
-        self.dead_after = catalog.limits.nop_timeout
+        self.ping_interval = limits.nop_interval
+        self.dead_after = limits.nop_timeout
+        self.partial_pdu_timeout = limits.partial_pdu_timeout
         self._last_rx = 0.0
         self._ping_sent = 0.0
         self._ping_ttt = 0
@@ -154,18 +217,25 @@ class TargetConnection:
 
     def tick(self, now: float) -> None:
         """Time passes (aioquic-style ``handle_timer``): ping an idle initiator with a NOP-In
-        (RFC 7143 §11.19, TTT != 0xFFFFFFFF asks for an answer) and declare it dead when it
-        has been silent for ``dead_after`` seconds. Also answers the tasks whose status waits
-        for a background operation (:attr:`ScsiResult.pending`) once it has finished."""
+        (RFC 7143 §11.19, TTT != 0xFFFFFFFF asks for an answer), declare it dead when it
+        has been silent for ``dead_after`` seconds, and close a connection that has sat on
+        part of a PDU for ``partial_pdu_timeout`` seconds. Also answers the tasks whose
+        status waits for a background operation (:attr:`ScsiResult.pending`)."""
         for task in [t for t in self.tasks.values()
                      if t.result is not None and t.result.pending is not None]:
             self._progress(task)
-        if self.phase is not Phase.FULL_FEATURE or not self.ping_interval:
-            self._last_rx = now
-            return
         if not self._last_rx:
             self._last_rx = now
         idle = now - self._last_rx
+        if (self.partial_pdu_timeout and idle >= self.partial_pdu_timeout
+                and self.receiver.mid_pdu and self.phase is not Phase.CLOSED):
+            self.log.info("peer %s sent part of a PDU and nothing for %.0f s: closing",
+                          self.peer, idle)
+            DIGEST_ERRORS.partial_pdus += 1
+            self.dead = True
+            return
+        if self.phase is not Phase.FULL_FEATURE or not self.ping_interval:
+            return
         if self.dead_after and idle >= self.dead_after:
             self.log.info("peer %s silent for %.0f s: connection dead", self.peer, idle)
             self.dead = True
@@ -203,11 +273,13 @@ class TargetConnection:
         self.phase = Phase.CLOSED
         self.table.clear()
         session = self.session
-        for _task in list(self.tasks.values()):
-            if session is not None:
-                session.task_done()
+        for task in list(self.tasks.values()):
+            if session is not None and task.started:
+                session.task_done(task.immediate)
         self.tasks.clear()
-        self._pending.clear()
+        self._held.clear()
+        self._waiting.clear()
+        self._held_bytes = self._r2t_entries = 0
         REGISTRY.unregister(self.number)
         self.log.info("connection from %s closed%s", self.peer,
                       f" (TSIH {session.tsih})" if session is not None else "")
@@ -241,8 +313,12 @@ class TargetConnection:
         return sn
 
     def _window(self) -> tuple[int, int]:
+        """ExpCmdSN and MaxCmdSN to send: the window slides with every CmdSN taken."""
         s = self.session
-        return (s.expcmdsn, s.maxcmdsn) if s is not None else (0, 0)
+        if s is None:
+            return 0, 0
+        s.slide()
+        return s.expcmdsn, s.maxcmdsn
 
     def _reject(self, reason: RejectReason, header: bytes, why: str = "") -> None:
         self.log.info("reject 0x%02x: %s", reason, why)
@@ -250,19 +326,34 @@ class TargetConnection:
         self._send(P.Reject(reason=reason, statsn=self._next_statsn(), expcmdsn=exp,
                             maxcmdsn=mx, datasn=0, data_length=len(header)), header)
 
-    # ------------------------------------------------------------------ routing (header time)
+    # ------------------------------------------------------------------ header time
+
+    def _screen(self, opcode: int, ahs_length: int, data_length: int) -> None:
+        """RFC 7143 §11.2: judge a header from its first 48 bytes, before waiting for its
+        AHS or data. During login only a Login Request without AHS is legal; afterwards an
+        AHS comes only where the opcode table allows one. Anything else cannot be framed
+        with trust: the connection closes. (DataSegmentLength is bounded by the receiver.)"""
+        if self.phase is Phase.LOGIN:
+            if opcode != Opcode.LOGIN_REQUEST or ahs_length:
+                raise RemoteProtocolError(f"opcode 0x{opcode:02x} (AHS {ahs_length} bytes) "
+                                          "during login")
+            return
+        if ahs_length:
+            rule = OPCODES.get(opcode)
+            if rule is None or not rule.ahs:
+                raise RemoteProtocolError(f"opcode 0x{opcode:02x} with TotalAHSLength "
+                                          f"{ahs_length}")
 
     def route(self, pdu: P.Pdu, header: bytes, ahs: bytes) -> Route:
         """Decide where a PDU's data segment goes, before a payload byte is received."""
         if self.phase is not Phase.FULL_FEATURE:
             return None
-        if isinstance(pdu, P.DataOut):
-            return self._route_data_out(pdu)
-        if isinstance(pdu, P.ScsiCommand):
-            return self._route_command(pdu, ahs)
-        return None
+        rule = OPCODES.get(pdu.opcode)
+        if rule is None or Phase.FULL_FEATURE not in rule.phases:
+            return DISCARD  # refused once whole; its payload is drained meanwhile
+        return rule.route(self, pdu, ahs) if rule.route is not None else None
 
-    def _route_data_out(self, pdu: P.DataOut) -> Route:
+    def _route_data_out(self, pdu: P.DataOut, ahs: bytes) -> Route:
         if pdu.ttt == RESERVED_TAG:
             task = self.tasks.get(pdu.itt)
             if task is None or task.unsol_tag is None:
@@ -270,8 +361,16 @@ class TargetConnection:
             tag = task.unsol_tag
         else:
             tag = pdu.ttt
-        entry, view = self.table.place(tag, pdu.buffer_offset, pdu.data_length, itt=pdu.itt,
-                                       lun=pdu.lun)
+        entry = self.table.lookup(tag)  # unknown, stale, foreign: a Reject, nothing else
+        try:
+            entry, view = self.table.place(tag, pdu.buffer_offset, pdu.data_length,
+                                           itt=pdu.itt, lun=pdu.lun)
+        except PlacementError:
+            # A live burst got a Data-Out it cannot take: that PDU is rejected and its task
+            # fails (ERL 0); the rest of the burst is drained.
+            if isinstance(entry.owner, Task):
+                self._fail_task(entry.owner, _DATA_OFFSET_ERROR)
+            raise
         self._entry, self._entry_tag = entry, tag
         if pdu.datasn != entry.datasn and isinstance(entry.owner, Task):
             # A DataSN sequence error at ErrorRecoveryLevel 0 (RFC 7143 §7.1.1): the task
@@ -283,25 +382,85 @@ class TargetConnection:
         return DISCARD if entry.discarding else view
 
     def _route_command(self, cmd: P.ScsiCommand, ahs: bytes) -> Route:
+        """Admission, all or nothing (RFC 7143 §3.2.2.1, §11.3): every field is checked
+        before the command takes its CmdSN, a table entry or a task.
+
+        Outside the window: ignored. Too many immediate commands, or an ITT already in
+        use: a Reject, no task (a non-immediate one's CmdSN is taken, so no gap remains).
+        Sound framing with wrong fields: the command is received, takes its CmdSN and is
+        answered with CHECK CONDITION. Otherwise it runs now (its CmdSN is next) or is
+        held behind the gap with its unsolicited data staged.
+        """
         session = self.session
         assert session is not None
         if session.discovery:
             raise PduRejected(RejectReason.PROTOCOL_ERROR, "SCSI command in a discovery session")
-        if cmd.data_length and not (cmd.write and self._params.immediate_data):
-            raise PduRejected(RejectReason.PROTOCOL_ERROR, "unexpected immediate data")
-        if cmd.itt in self.tasks:
-            raise PduRejected(RejectReason.TASK_IN_PROGRESS,
-                              f"ITT 0x{cmd.itt:08x} already in use")
-        verdict = self._verdict = session.admit(cmd.cmdsn, cmd.immediate)
-        if verdict == "drop":
+        verdict = session.classify(cmd.cmdsn, cmd.immediate)
+        if verdict is Admission.DROP:
             self.log.debug("CmdSN %d outside window, ignored", cmd.cmdsn)
             return DISCARD
-        if verdict == "later":
-            return None  # collected (staged); started when the CmdSN gap closes
-        task = self._start_command(cmd, ahs)
-        if not cmd.data_length:
-            return None
-        return self._immediate_destination(task)
+        if cmd.immediate and session.immediate_active >= self.catalog.limits.immediate_commands:
+            raise PduRejected(RejectReason.IMMEDIATE_COMMAND_REJECT,
+                              f"{session.immediate_active} immediate commands running")
+        if cmd.itt == RESERVED_TAG or cmd.itt in self.tasks:
+            self._take_cmdsn(cmd, verdict, None)
+            raise PduRejected(RejectReason.TASK_IN_PROGRESS if cmd.itt in self.tasks
+                              else RejectReason.INVALID_PDU_FIELD,
+                              f"ITT 0x{cmd.itt:08x} already in use")
+        unsolicited = self._unsolicited_length(cmd)
+        refusal = self._refusal(cmd, unsolicited, verdict)
+        if refusal is not None:
+            self._take_cmdsn(cmd, verdict, refusal)
+            return DISCARD
+        task = Task(cmd, lun_from_field(cmd.lun), ahs)
+        task.unsol_end = task.next_r2t = unsolicited
+        self.tasks[cmd.itt] = task
+        if verdict is Admission.NOW:
+            session.admit(cmd.cmdsn, cmd.immediate)
+            self._execute(task)
+        else:
+            self._held[cmd.cmdsn] = lambda: self._start_held(task)
+        self._bind_unsolicited(task)
+        self._admitted = (task, None)
+        return self._immediate_destination(task) if cmd.data_length else None
+
+    def _unsolicited_length(self, cmd: P.ScsiCommand) -> int:
+        """Immediate data plus the unsolicited Data-Outs that follow when the F bit is
+        clear and InitialR2T=No: up to FirstBurstLength or EDTL (RFC 7143 §13.13-14)."""
+        params = self._params
+        if cmd.write and not cmd.final and not params.initial_r2t:
+            return max(cmd.data_length, min(params.first_burst_length, cmd.expected_length))
+        return cmd.data_length
+
+    def _refusal(self, cmd: P.ScsiCommand, unsolicited: int,
+                 verdict: Admission) -> ScsiResult | None:
+        """The SCSI answer of a command whose fields are wrong, or None when it is sound."""
+        params = self._params
+        n = cmd.data_length
+        if n and not params.immediate_data:
+            return _UNWANTED_IMMEDIATE_DATA
+        if n and (not cmd.write or n > cmd.expected_length
+                  or n > params.first_burst_length):
+            return _TOO_MUCH_WRITE_DATA
+        if (verdict is Admission.LATER and unsolicited
+                and self._held_bytes + unsolicited > self.catalog.limits.held_data_limit):
+            return _TASK_SET_FULL
+        return None
+
+    def _take_cmdsn(self, cmd: P.ScsiCommand, verdict: Admission,
+                    refusal: ScsiResult | None) -> None:
+        """A command that starts no task still takes its CmdSN, now or when the gap before
+        it closes; a refusal is answered then."""
+        session = self.session
+        assert session is not None
+        if verdict is Admission.NOW:
+            session.admit(cmd.cmdsn, cmd.immediate)
+            if refusal is not None:
+                self._admitted = (None, refusal)
+        elif refusal is not None:
+            self._held[cmd.cmdsn] = lambda: self._respond_refusal(cmd, refusal)
+        else:
+            self._held[cmd.cmdsn] = None
 
     def _immediate_destination(self, task: Task) -> Route:
         if task.unsol_tag is None:
@@ -312,28 +471,32 @@ class TargetConnection:
 
     # ------------------------------------------------------------------ commands
 
-    def _start_command(self, cmd: P.ScsiCommand, ahs: bytes) -> Task:
-        """Admit a command in CmdSN order: run the SCSI layer, bind its unsolicited entry."""
+    def _execute(self, task: Task) -> None:
+        """Run the SCSI layer for a task whose CmdSN has been reached."""
         session = self.session
         assert session is not None and self.target is not None
-        lun = lun_from_field(cmd.lun)
-        task = Task(cmd, lun)
-        self.tasks[cmd.itt] = task
-        session.task_started()
-        cdb = cmd.cdb + _extended_cdb(ahs)
+        session.task_started(task.immediate)
+        task.started = True
+        cmd = task.cmd
+        cdb = cmd.cdb + _extended_cdb(task.ahs)
         request = ScsiRequest(cdb=cdb, expected_length=cmd.expected_length, read=cmd.read,
                               write=cmd.write, nexus=self._nexus, task_tag=cmd.itt)
-        lu = self.target.luns.get(lun)
-        if lu is not None and lu.reservations.spc2_holder not in (None, self._nexus):
-            self._reap_departed(lu.reservations.spc2_holder)
-        ua = lu.attentions.take(self._nexus, cdb[0]) if lu is not None else None
+        lu = self.target.luns.get(task.lun)
         outcome: ScsiResult | DataOutPlan
-        if ua is not None:
-            outcome = ScsiResult(ScsiStatus.CHECK_CONDITION, ua)
-        elif lu is not None:
-            outcome = dispatch.execute(lu, request)
-        else:
-            outcome = dispatch.execute_without_lu(request)
+        try:
+            if lu is not None and lu.reservations.spc2_holder not in (None, self._nexus):
+                self._reap_departed(lu.reservations.spc2_holder)
+            ua = lu.attentions.take(self._nexus, cdb[0]) if lu is not None else None
+            if ua is not None:
+                outcome = ScsiResult(ScsiStatus.CHECK_CONDITION, ua)
+            elif lu is not None:
+                outcome = dispatch.execute(lu, request)
+            else:
+                outcome = dispatch.execute_without_lu(request)
+        except Exception:
+            self.log.exception("ITT 0x%08x opcode 0x%02x: SCSI layer failed", cmd.itt, cdb[0])
+            self.internal_errors += 1
+            outcome = _INTERNAL_FAILURE
         if isinstance(outcome, DataOutPlan):
             task.plan = outcome
             task.want = outcome.length
@@ -343,9 +506,19 @@ class TargetConnection:
             task.buffer = outcome.buffer
         else:
             task.result = outcome
-        if cmd.write and task.edtl:
-            self._bind_unsolicited(task)
-        return task
+            self._drain(task)
+
+    def _start_held(self, task: Task) -> None:
+        """A held command's CmdSN is reached: it runs, unless it was aborted meanwhile."""
+        if self.tasks.get(task.itt) is not task:
+            return
+        if task.result is None and not task.aborted:
+            self._execute(task)
+        else:
+            assert self.session is not None
+            self.session.task_started(task.immediate)
+            task.started = True
+        self._progress(task)
 
     def _reap_departed(self, holder: Nexus | None) -> None:
         """Before a RESERVE(6) held by another I_T nexus refuses a command, end that nexus
@@ -360,41 +533,31 @@ class TargetConnection:
                     conn.dead = True
 
     def _bind_unsolicited(self, task: Task) -> None:
-        cmd = task.cmd
-        params = self._params
-        unsolicited = cmd.data_length
-        if not cmd.final and not params.initial_r2t:
-            unsolicited = min(params.first_burst_length, task.edtl)
-        unsolicited = max(unsolicited, cmd.data_length)
-        if unsolicited > task.edtl:
-            raise PduRejected(RejectReason.PROTOCOL_ERROR,
-                              "immediate data beyond the expected transfer length")
-        task.unsol_end = unsolicited
-        task.next_r2t = unsolicited
+        """The entry immediate and unsolicited data land through (TTT 0xFFFFFFFF, found by
+        ITT). Straight into the store when the task runs and stores all of it; into a
+        private area when it is held or its unsolicited data outruns what it stores; into
+        the sink when it already failed. Admission guarantees the entry exists."""
+        unsolicited = task.unsol_end
         if not unsolicited:
             return
-        if task.buffer is not None:
-            if unsolicited > task.limit:
-                # Unsolicited data beyond what the command stores: a private buffer, bounded
-                # by FirstBurstLength / MaxRecvDataSegmentLength; the stored part is copied.
-                task.buffer = memoryview(bytearray(unsolicited))
-            dest = task.buffer[:unsolicited]
-            task.unsol_tag = self.table.allocate(dest, 0, unsolicited, itt=task.itt,
-                                                 lun=cmd.lun, owner=task)
+        discarding = False
+        if not task.started:
+            dest = task.unsol_buffer = memoryview(bytearray(unsolicited))
+            task.held_bytes = unsolicited
+            self._held_bytes += unsolicited
+        elif task.buffer is None:
+            dest, discarding = _NOWHERE, True
+        elif unsolicited > task.limit:
+            dest = task.unsol_buffer = memoryview(bytearray(unsolicited))
         else:
-            # A failed command drains its unsolicited data into the sink (§4.2.3.3 style).
-            task.unsol_tag = self.table.allocate(_NOWHERE, 0, unsolicited, itt=task.itt,
-                                                 lun=cmd.lun, owner=task, discarding=True)
+            dest = task.buffer[:unsolicited]
+        task.unsol_tag = self.table.allocate(dest, 0, unsolicited, itt=task.itt,
+                                             lun=task.cmd.lun, owner=task,
+                                             discarding=discarding)
 
-    def _command_arrived(self, cmd: P.ScsiCommand) -> None:
-        task = self.tasks.get(cmd.itt)
-        if task is None:
-            return
-        if cmd.data_length:
-            self._data_landed(task, 0, cmd.data_length)
-        self._progress(task)
-
-    def _data_landed(self, task: Task, offset: int, length: int) -> None:
+    def _data_landed(self, task: Task, offset: int, length: int, final: bool) -> None:
+        """Account a payload that landed through the routed entry; a burst ends when all
+        its bytes are in, or (drained) when the peer marks its last PDU with the F bit."""
         entry, tag = self._entry, self._entry_tag
         self._entry = None
         if entry is None:
@@ -403,16 +566,32 @@ class TargetConnection:
         if not entry.discarding:
             task.received += length
         if entry.complete:
+            self._release(task, tag)
+        elif final:
+            if not entry.discarding:
+                self.log.info("ITT 0x%08x: F bit before the burst was whole", task.itt)
+                self._fail_task(task, _DATA_PHASE_ERROR)
+            self._release(task, tag)
+
+    def _release(self, task: Task, tag: int) -> None:
+        """Free one of a task's entries (its tag goes stale) and let waiting tasks use it."""
+        with contextlib.suppress(PlacementError):
             self.table.free(tag)
-            if tag == task.unsol_tag:
-                task.unsol_tag = None
+        if tag == task.unsol_tag:
+            task.unsol_tag = None
+        elif tag in task.outstanding:
             task.outstanding.discard(tag)
+            self._r2t_entries -= 1
+        if self._waiting:
+            self._resume_waiting()
 
     def _progress(self, task: Task) -> None:
         """Move a write forward: more R2Ts, or the response once every byte has landed."""
         if task.aborted:
             if task.unsol_tag is None and not task.outstanding:
                 self._finish_task(task)
+            return
+        if not task.started:
             return
         if task.result is not None:
             if task.unsol_tag is None and not task.outstanding:
@@ -423,35 +602,66 @@ class TargetConnection:
             return
         if task.next_r2t >= task.limit and task.unsol_tag is None and not task.outstanding:
             arrived = min(task.received, task.limit)
-            if task.buffer is not None and task.buffer is not plan.buffer:
-                plan.buffer[:arrived] = task.buffer[:arrived]
-                COUNTERS.rx_staged += arrived
-            elif plan.staged:
+            if task.unsol_buffer is not None:
+                n = min(task.unsol_end, task.limit)
+                plan.buffer[:n] = task.unsol_buffer[:n]
+                COUNTERS.rx_staged += n
+            if plan.staged:
                 COUNTERS.rx_staged += arrived  # the SCSI layer copies it to the store
             self._respond(task, plan.complete(arrived))
             return
-        self._send_r2ts(task)
+        self._solicit(task)
 
-    def _send_r2ts(self, task: Task) -> None:
-        if task.next_r2t >= task.limit:
+    def _solicit(self, task: Task) -> None:
+        """Send the R2Ts a task may have outstanding; queue it (FIFO) for table entries."""
+        if task.next_r2t >= task.limit or task.waiting:
             return
+        if self._waiting or not self._send_r2ts(task):
+            task.waiting = True
+            self._waiting.append(task)
+            self._resume_waiting()
+
+    def _resume_waiting(self) -> None:
+        """Entries freed up: the tasks waiting for one get their R2Ts, oldest first."""
+        waiting = self._waiting
+        while waiting and self._r2t_entries < self._r2t_budget:
+            task = waiting[0]
+            live = self.tasks.get(task.itt) is task
+            if live and not self._send_r2ts(task):
+                return
+            task.waiting = False
+            waiting.popleft()
+
+    def _send_r2ts(self, task: Task) -> bool:
+        """R2Ts up to MaxOutstandingR2T (RFC 7143 §13.17); False when entries ran out."""
         params = self._params
-        assert task.buffer is not None
-        exp, mx = self._window()
+        assert task.buffer is not None or task.next_r2t >= task.limit
         while task.next_r2t < task.limit and len(task.outstanding) < params.max_outstanding_r2t:
+            if self._r2t_entries >= self._r2t_budget:
+                return False
             offset = task.next_r2t
             length = min(params.max_burst_length, task.limit - offset)
+            assert task.buffer is not None
             try:
                 ttt = self.table.allocate(task.buffer[offset:offset + length], offset, length,
                                           itt=task.itt, lun=task.cmd.lun, owner=task)
-            except MemoryError:
-                return  # resumes when an entry frees up
+            except TableFull:
+                return False
+            self._r2t_entries += 1
             task.outstanding.add(ttt)
             task.next_r2t = offset + length
+            exp, mx = self._window()
             self._send(P.R2T(itt=task.itt, ttt=ttt, buffer_offset=offset, desired_length=length,
                              r2tsn=task.r2tsn, statsn=self.statsn, expcmdsn=exp, maxcmdsn=mx,
                              lun=task.cmd.lun))
             task.r2tsn += 1
+        return True
+
+    def _respond_refusal(self, cmd: P.ScsiCommand, result: ScsiResult) -> None:
+        """Answer a command that was received but refused: no task was ever made for it."""
+        self.log.info("ITT 0x%08x refused: status 0x%02x sense %s", cmd.itt, result.status,
+                      result.sense[:18].hex())
+        self._respond(Task(cmd, lun_from_field(cmd.lun)), result)
 
     def _respond(self, task: Task, result: ScsiResult) -> None:
         """Send Data-In (reads) and status: in the last Data-In when GOOD without sense
@@ -525,116 +735,135 @@ class TargetConnection:
             offset += n
 
     def _finish_task(self, task: Task) -> None:
-        if self.tasks.pop(task.itt, None) is not None and self.session is not None:
-            self.session.task_done()
+        if self.tasks.get(task.itt) is task:
+            del self.tasks[task.itt]
+            if task.started and self.session is not None:
+                self.session.task_done(task.immediate)
+        self._held_bytes -= task.held_bytes
+        task.held_bytes = 0
         for tag in _live_tags(task):
-            self._free_quietly(tag)
-
-    def _free_quietly(self, tag: int) -> None:
-        with contextlib.suppress(PlacementError):
-            self.table.free(tag)
+            self._release(task, tag)
 
     # ------------------------------------------------------------------ events
 
     def _on_pdu(self, event: PduReceived) -> None:
+        pdu = event.pdu
         if event.rejected is not None:
             if self.phase is Phase.LOGIN:
                 raise RemoteProtocolError(str(event.rejected))
             self._reject(event.rejected.reason, event.header, str(event.rejected))
-            if event.rejected.reason == RejectReason.DATA_DIGEST_ERROR:
-                self._digest_failed(event.pdu)
+            self._after_refusal(pdu, event.rejected.reason)
             self._entry = None
             return
-        pdu = event.pdu
         assert pdu is not None
-        if self.phase is Phase.LOGIN:
-            if not isinstance(pdu, P.LoginRequest):
-                raise RemoteProtocolError(f"{pdu.opcode.name} during login")
-            self._on_login(pdu, event.data or b"")
-            return
         if self.phase is Phase.CLOSED:
             return
-        handler = _FFP_HANDLERS.get(pdu.opcode)
-        if handler is None:
-            self._reject(RejectReason.PROTOCOL_ERROR if pdu.opcode in _TARGET_OPCODES
-                         else RejectReason.COMMAND_NOT_SUPPORTED, event.header,
-                         f"{pdu.opcode.name} not accepted here")
+        rule = OPCODES.get(pdu.opcode)
+        if rule is None or self.phase not in rule.phases:
+            if self.phase is Phase.LOGIN:
+                raise RemoteProtocolError(f"{pdu.opcode.name} during login")
+            self._reject(rule.refusal if rule is not None else RejectReason.PROTOCOL_ERROR,
+                         event.header, f"{pdu.opcode.name} not accepted here")
             return
-        handler(self, pdu, event)
+        if rule.ordering is Ordering.AT_END:
+            self._ordered(pdu, event.data, rule)
+        else:
+            rule.handler(self, pdu, event.data)
 
-    def _digest_failed(self, pdu: P.Pdu | None) -> None:
-        """A payload failed its data digest (RFC 7143 §7.8, ERL 0): its bytes never reached
-        the store; the task ends in CHECK CONDITION once its bursts are drained."""
+    def _after_refusal(self, pdu: P.Pdu | None, reason: RejectReason) -> None:
+        """A PDU was rejected. A Data-Out whose burst is drained still ends that burst with
+        its F bit. A data digest error (RFC 7143 §7.8, ERL 0) fails the task it was for:
+        its bytes never reached the store, and the task ends in CHECK CONDITION once its
+        bursts are drained."""
+        if isinstance(pdu, P.ScsiCommand):
+            admitted, self._admitted = self._admitted, None
+            if admitted is not None:
+                task, refusal = admitted
+                if task is not None:
+                    self._fail_task(task, _CRC_ERROR)
+                    self._data_landed(task, 0, pdu.data_length, pdu.final)
+                    self._progress(task)
+                elif refusal is not None:
+                    self._respond_refusal(pdu, refusal)
+            self._run_held()
+            return
+        if not isinstance(pdu, P.DataOut):
+            return
         entry = self._entry
-        task = entry.owner if entry is not None else None
-        if not isinstance(task, Task) or not isinstance(pdu, P.DataOut | P.ScsiCommand):
+        if entry is None:
+            entry = self._drained_entry(pdu)
+            if entry is None:
+                return
+        owner = entry.owner
+        if not isinstance(owner, Task):
             return
-        self._fail_task(task, _CRC_ERROR)
-        offset = pdu.buffer_offset if isinstance(pdu, P.DataOut) else 0
-        self._data_landed(task, offset, pdu.data_length)
-        self._progress(task)
+        if reason == RejectReason.DATA_DIGEST_ERROR:
+            self._fail_task(owner, _CRC_ERROR)
+        self._data_landed(owner, pdu.buffer_offset, 0, pdu.final)
+        self._progress(owner)
 
-    def _on_data_out(self, pdu: P.DataOut, event: PduReceived) -> None:
+    def _drained_entry(self, pdu: P.DataOut) -> TableEntry | None:
+        """The drained burst a rejected Data-Out with the F bit ends, if any."""
+        if not pdu.final:
+            return None
+        task = self.tasks.get(pdu.itt)
+        tag = task.unsol_tag if pdu.ttt == RESERVED_TAG and task is not None else pdu.ttt
+        if tag is None:
+            return None
+        try:
+            entry = self.table.lookup(tag)
+        except PlacementError:
+            return None
+        if not entry.discarding:
+            return None
+        self._entry, self._entry_tag = entry, tag
+        return entry
+
+    def _on_data_out(self, pdu: P.DataOut, data: bytes | None) -> None:
         entry = self._entry
         owner = entry.owner if entry is not None else None
         if not isinstance(owner, Task):
             self._entry = None
             return
-        self._data_landed(owner, pdu.buffer_offset, pdu.data_length)
+        self._data_landed(owner, pdu.buffer_offset, pdu.data_length, pdu.final)
         self._progress(owner)
 
-    def _on_command(self, cmd: P.ScsiCommand, event: PduReceived) -> None:
-        session = self.session
-        assert session is not None
-        verdict, self._verdict = self._verdict, ""
-        if verdict == "now":
-            self._command_arrived(cmd)
-        elif verdict == "later":
-            self._pending[cmd.cmdsn] = (cmd, event.ahs, event.data)
-        self._run_pending()
-
-    def _run_pending(self) -> None:
-        session = self.session
-        while session is not None and session.expcmdsn in self._pending:
-            pdu, ahs, data = self._pending.pop(session.expcmdsn)
-            verdict = session.admit(_cmdsn(pdu), False)
-            assert verdict == "now"
-            if isinstance(pdu, P.ScsiCommand):
-                task = self._start_command(pdu, ahs)
-                if data:
-                    route = self._immediate_destination(task)
-                    if isinstance(route, memoryview):
-                        route[:] = data
-                        COUNTERS.rx_staged += len(data)
-                    self._data_landed(task, 0, len(data))
+    def _on_command(self, cmd: P.ScsiCommand, data: bytes | None) -> None:
+        """A SCSI Command is whole: its immediate data has landed (admission was decided
+        when its header arrived)."""
+        admitted, self._admitted = self._admitted, None
+        if admitted is not None:
+            task, refusal = admitted
+            if task is not None:
+                if cmd.data_length:
+                    self._data_landed(task, 0, cmd.data_length, cmd.final)
                 self._progress(task)
-            else:
-                self._dispatch_ordered(pdu, data)
+            elif refusal is not None:
+                self._respond_refusal(cmd, refusal)
+        self._run_held()
 
-    def _ordered(self, pdu: P.Pdu, data: bytes | None) -> bool:
-        """CmdSN ordering for non-SCSI requests; True when it runs now."""
+    def _run_held(self) -> None:
+        """Run what was held behind a CmdSN gap, in CmdSN order, as far as the gap allows."""
+        session = self.session
+        while (session is not None and self.phase is Phase.FULL_FEATURE
+               and session.expcmdsn in self._held):
+            run = self._held.pop(session.expcmdsn)
+            verdict = session.admit(session.expcmdsn, False)
+            assert verdict is Admission.NOW
+            if run is not None:
+                run()
+
+    def _ordered(self, pdu: P.Pdu, data: bytes | None, rule: OpcodeRule) -> None:
+        """CmdSN ordering for requests other than SCSI commands (RFC 7143 §3.2.2.1)."""
         session = self.session
         assert session is not None
         cmdsn, immediate = _cmdsn(pdu), bool(getattr(pdu, "immediate", False))
         verdict = session.admit(cmdsn, immediate)
-        if verdict == "later":
-            self._pending[cmdsn] = (pdu, b"", data)
-        return verdict == "now"
-
-    def _dispatch_ordered(self, pdu: P.Pdu, data: bytes | None) -> None:
-        if isinstance(pdu, P.NopOut):
-            self._nop(pdu, data)
-        elif isinstance(pdu, P.TextRequest):
-            self._text(pdu, data or b"")
-        elif isinstance(pdu, P.TaskMgmtRequest):
-            self._tmf(pdu)
-        elif isinstance(pdu, P.LogoutRequest):
-            self._logout(pdu)
-
-    def _on_ordered(self, pdu: P.Pdu, event: PduReceived) -> None:
-        if self._ordered(pdu, event.data):
-            self._dispatch_ordered(pdu, event.data)
-            self._run_pending()
+        if verdict is Admission.LATER:
+            self._held[cmdsn] = lambda: rule.handler(self, pdu, data)
+        elif verdict is Admission.NOW:
+            rule.handler(self, pdu, data)
+            self._run_held()
 
     def _nop(self, pdu: P.NopOut, data: bytes | None) -> None:
         if pdu.itt == RESERVED_TAG:
@@ -645,7 +874,8 @@ class TargetConnection:
                            expcmdsn=exp, maxcmdsn=mx, lun=pdu.lun,
                            data_length=len(payload) if payload else 0), payload)
 
-    def _text(self, pdu: P.TextRequest, data: bytes) -> None:
+    def _text(self, pdu: P.TextRequest, data: bytes | None) -> None:
+        data = data or b""
         exp, mx = self._window()
         if pdu.cont:
             if len(self._text_buffer) + len(data) > _MAX_TEXT:
@@ -694,7 +924,7 @@ class TargetConnection:
         addresses = self.catalog.portal_addresses()
         return format_send_targets([(n, addresses) for n in names])
 
-    def _tmf(self, pdu: P.TaskMgmtRequest) -> None:
+    def _tmf(self, pdu: P.TaskMgmtRequest, data: bytes | None) -> None:
         """Task management (RFC 7143 §11.5): abort frees R2T entries to the sink."""
         response = TmfResponse.FUNCTION_COMPLETE
         fn = pdu.function
@@ -716,7 +946,8 @@ class TargetConnection:
                                        and lun not in self.target.luns):
                 response = TmfResponse.LUN_DOES_NOT_EXIST
             else:
-                self._reset(_RESETS[TmfFunction(fn)], None if fn != 5 else lun)
+                kind = _RESETS[TmfFunction(fn)]
+                self._reset(kind, lun if kind is ResetKind.LOGICAL_UNIT else None)
         elif fn == TmfFunction.TASK_REASSIGN:
             response = TmfResponse.TASK_REASSIGNMENT_NOT_SUPPORTED  # ERL 0 (§11.6.1)
         else:
@@ -727,7 +958,7 @@ class TargetConnection:
         if fn == TmfFunction.TARGET_COLD_RESET:
             self.close_after_send = True
 
-    def _reset(self, kind: str, lun: int | None) -> None:
+    def _reset(self, kind: ResetKind, lun: int | None) -> None:
         """LOGICAL UNIT RESET (one LU) or TARGET WARM/COLD RESET (all): abort the tasks of
         every session on them, reset their state, establish a unit attention for every
         I_T nexus (SAM-5 §6.3-6.7); a cold reset also ends every session's connections."""
@@ -739,7 +970,7 @@ class TargetConnection:
             for conn in session.connections:
                 for task in [t for t in conn.tasks.values() if t.lun in luns]:
                     conn._abort(task)
-                if kind == "cold" and conn is not self:
+                if kind is ResetKind.TARGET_COLD and conn is not self:
                     conn.dead = True
         for n in luns:
             lu = self.target.luns[n]
@@ -772,10 +1003,9 @@ class TargetConnection:
         """Abort a task: no response; its entries are freed as their bursts end."""
         task.aborted = True
         self._drain(task)
-        if task.unsol_tag is None and not task.outstanding:
-            self._finish_task(task)
+        self._progress(task)
 
-    def _logout(self, pdu: P.LogoutRequest) -> None:
+    def _logout(self, pdu: P.LogoutRequest, data: bytes | None) -> None:
         exp, mx = self._window()
         response = LogoutResponse.SUCCESS
         if pdu.reason == 1 and pdu.cid != self.cid:
@@ -803,7 +1033,8 @@ class TargetConnection:
             authenticator=TargetChap(catalog.auth) if catalog.auth is not None else None,
         )
 
-    def _on_login(self, req: P.LoginRequest, data: bytes) -> None:
+    def _on_login(self, req: P.LoginRequest, data: bytes | None) -> None:
+        data = data or b""
         if self._login_first:
             self._login_first = False
             self.statsn = req.expstatsn
@@ -932,19 +1163,24 @@ def _cmdsn(pdu: P.Pdu) -> int:
 
 
 _RESETS = {
-    TmfFunction.LOGICAL_UNIT_RESET: "lun",
-    TmfFunction.TARGET_WARM_RESET: "warm",
-    TmfFunction.TARGET_COLD_RESET: "cold",
+    TmfFunction.LOGICAL_UNIT_RESET: ResetKind.LOGICAL_UNIT,
+    TmfFunction.TARGET_WARM_RESET: ResetKind.TARGET_WARM,
+    TmfFunction.TARGET_COLD_RESET: ResetKind.TARGET_COLD,
 }
 
-_TARGET_OPCODES = frozenset(op for op in Opcode if op >= 0x20)
-
-_FFP_HANDLERS: dict[Opcode, Callable[[TargetConnection, P.Pdu, PduReceived], None]] = {
-    Opcode.SCSI_COMMAND: TargetConnection._on_command,  # type: ignore[dict-item]
-    Opcode.DATA_OUT: TargetConnection._on_data_out,  # type: ignore[dict-item]
-    Opcode.NOP_OUT: TargetConnection._on_ordered,
-    Opcode.TEXT_REQUEST: TargetConnection._on_ordered,
-    Opcode.TASK_MGMT_REQUEST: TargetConnection._on_ordered,
-    Opcode.LOGOUT_REQUEST: TargetConnection._on_ordered,
+_C = TargetConnection
+OPCODES: dict[int, OpcodeRule] = {
+    Opcode.LOGIN_REQUEST: OpcodeRule(LOGIN_ONLY, _C._on_login),
+    Opcode.SCSI_COMMAND: OpcodeRule(FULL_FEATURE_ONLY, _C._on_command, Ordering.AT_HEADER,
+                                    route=_C._route_command, ahs=True),
+    Opcode.DATA_OUT: OpcodeRule(FULL_FEATURE_ONLY, _C._on_data_out,
+                                route=_C._route_data_out),
+    Opcode.NOP_OUT: OpcodeRule(FULL_FEATURE_ONLY, _C._nop, Ordering.AT_END),
+    Opcode.TEXT_REQUEST: OpcodeRule(FULL_FEATURE_ONLY, _C._text, Ordering.AT_END),
+    Opcode.TASK_MGMT_REQUEST: OpcodeRule(FULL_FEATURE_ONLY, _C._tmf, Ordering.AT_END),
+    Opcode.LOGOUT_REQUEST: OpcodeRule(FULL_FEATURE_ONLY, _C._logout, Ordering.AT_END),
+    # ErrorRecoveryLevel 0: a SNACK is a protocol error (RFC 7143 §11.16).
+    Opcode.SNACK_REQUEST: OpcodeRule(NEVER, _C._on_data_out),
 }
-"""Full feature phase: which PDUs the target accepts and who handles them (RFC 7143 §11)."""
+"""Every opcode the target accepts from an initiator (RFC 7143 §11), as data. Target
+opcodes (0x20 and up) have no rule: Reject 0x04; unknown ones: Reject 0x05 (the codec)."""

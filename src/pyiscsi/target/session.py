@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from ..proto.serial import sn_add, sn_in_window, sn_lt
@@ -12,6 +13,17 @@ if TYPE_CHECKING:
     from ..proto.keys import SessionParams
     from .catalog import Target
     from .connection import TargetConnection
+
+
+class Admission(Enum):
+    """Where a request stands by its CmdSN (RFC 7143 §3.2.2.1)."""
+
+    NOW = "now"
+    """Immediate, or CmdSN == ExpCmdSN: it runs now (a non-immediate one advances ExpCmdSN)."""
+    LATER = "later"
+    """Inside the window past a gap: held until the missing CmdSNs arrive."""
+    DROP = "drop"
+    """Outside the window, or a duplicate: silently ignored."""
 
 
 @dataclass(eq=False, slots=True)
@@ -29,6 +41,8 @@ class Session:
     maxcmdsn: int = 0
     active: int = 0
     """Tasks admitted and not yet completed."""
+    immediate_active: int = 0
+    """Of those, tasks that came as immediate commands (they take no CmdSN slot)."""
     connections: list[TargetConnection] = field(default_factory=list)
     target_portal_group: int = 1
 
@@ -47,26 +61,38 @@ class Session:
         self.expcmdsn = cmdsn
         self.maxcmdsn = sn_add(cmdsn, self.depth - 1)
 
-    def admit(self, cmdsn: int, immediate: bool) -> str:
-        """Classify a request by its CmdSN: 'now', 'later' (queued: a gap) or 'drop'.
+    def classify(self, cmdsn: int, immediate: bool) -> Admission:
+        """Where a request stands by its CmdSN, changing nothing.
 
         Non-immediate requests outside ExpCmdSN..MaxCmdSN, and duplicates, are silently
-        ignored (§3.2.2.1). 'now' advances ExpCmdSN.
+        ignored (§3.2.2.1).
         """
         if immediate:
-            return "now"
+            return Admission.NOW
         if not sn_in_window(cmdsn, self.expcmdsn, self.maxcmdsn):
-            return "drop"
+            return Admission.DROP
         if cmdsn != self.expcmdsn:
-            return "later"
-        self.expcmdsn = sn_add(self.expcmdsn, 1)
-        return "now"
+            return Admission.LATER
+        return Admission.NOW
 
-    def task_started(self) -> None:
+    def admit(self, cmdsn: int, immediate: bool) -> Admission:
+        """:meth:`classify`, and take the CmdSN when the request runs now (ExpCmdSN
+        advances). MaxCmdSN moves in :meth:`slide`, once the caller has counted the task
+        it started, if any: a request that leaves no task never narrows the window."""
+        verdict = self.classify(cmdsn, immediate)
+        if verdict is Admission.NOW and not immediate:
+            self.expcmdsn = sn_add(self.expcmdsn, 1)
+        return verdict
+
+    def task_started(self, immediate: bool = False) -> None:
         self.active += 1
+        if immediate:
+            self.immediate_active += 1
 
-    def task_done(self) -> None:
+    def task_done(self, immediate: bool = False) -> None:
         self.active -= 1
+        if immediate:
+            self.immediate_active -= 1
         self.slide()
 
     def slide(self) -> None:

@@ -70,11 +70,13 @@ def test_find_session_by_initiator_name_and_isid() -> None:
     s2 = session(2, A, 0x400001230001)
     s3 = session(3, B, 0x400001230000)
     c.sessions.update({1: s1, 2: s2, 3: s3})
-    assert c.find_session(A, 0x400001230000) is s1
-    assert c.find_session(A, 0x400001230001) is s2
-    assert c.find_session(B, 0x400001230000) is s3
-    assert c.find_session(B, 0x400001230001) is None
-    assert c.find_session("iqn.other", 0x400001230000) is None
+    assert c.find_session(A, 0x400001230000, None) is s1
+    assert c.find_session(A, 0x400001230001, None) is s2
+    assert c.find_session(B, 0x400001230000, None) is s3
+    assert c.find_session(B, 0x400001230001, None) is None
+    assert c.find_session("iqn.other", 0x400001230000, None) is None
+    # the same initiator and ISID towards another target is another session (§4.4.3)
+    assert c.find_session(A, 0x400001230000, Target("iqn.elsewhere")) is None
 
 
 def test_portal_addresses_with_tpgt_and_ipv6_brackets() -> None:

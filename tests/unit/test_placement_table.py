@@ -139,3 +139,33 @@ def test_entries_are_created_lazily_and_bounded() -> None:
     assert table.allocate(mem, 0, 4) >> 16 & 0xFFF == 1
     assert table.allocate(mem, 0, 4) >> 16 & 0xFFF == 4
     assert table.allocate(mem, 0, 4) >> 16 & 0xFFF == 5
+
+
+def test_a_tag_recurs_only_after_capacity_times_sixteen_allocations() -> None:
+    """Queue depth 1: allocate, free, allocate... The same TTT value comes back only after
+    capacity x 16 allocations (fresh indexes, then FIFO reuse, then the 4-bit generation)."""
+    capacity = 64
+    table = DataPointerTable(9, capacity=capacity)
+    mem = memoryview(bytearray(8))
+    seen: dict[int, int] = {}
+    for n in range(capacity * 16 * 2):
+        tag = table.allocate(mem, 0, 8)
+        if tag in seen:
+            assert n - seen[tag] == capacity * 16
+        seen[tag] = n
+        table.free(tag)
+    assert len(seen) == capacity * 16
+
+
+def test_stale_tag_caught_by_generation_at_queue_depth_one() -> None:
+    table = DataPointerTable(9, capacity=4)
+    mem = memoryview(bytearray(8))
+    old = table.allocate(mem, 0, 8, itt=5)
+    table.free(old)
+    for _ in range(3):  # the other indexes first
+        table.free(table.allocate(mem, 0, 8, itt=5))
+    new = table.allocate(mem, 0, 8, itt=5)  # same index, same ITT, LUN and offsets
+    assert (new >> 16) & 0xFFF == (old >> 16) & 0xFFF and new != old
+    with pytest.raises(PlacementError, match="stale"):
+        table.place(old, 0, 8, itt=5, lun=0)
+    table.place(new, 0, 8, itt=5, lun=0)

@@ -80,9 +80,12 @@ class Catalog:
             if tsih and tsih not in self.sessions:
                 return tsih
 
-    def find_session(self, initiator_name: str, isid: int) -> Session | None:
+    def find_session(self, initiator_name: str, isid: int,
+                     target: Target | None) -> Session | None:
+        """The session of this I_T nexus (RFC 7143 §4.4.3: InitiatorName + ISID towards
+        one target; the same ISID towards another target is another session)."""
         for s in self.sessions.values():
-            if s.initiator_name == initiator_name and s.isid == isid:
+            if s.initiator_name == initiator_name and s.isid == isid and s.target is target:
                 return s
         return None
 

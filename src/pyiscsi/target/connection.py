@@ -372,7 +372,8 @@ class TargetConnection:
                 self._fail_task(entry.owner, _DATA_OFFSET_ERROR)
             raise
         self._entry, self._entry_tag = entry, tag
-        if pdu.datasn != entry.datasn and isinstance(entry.owner, Task):
+        if (pdu.datasn != entry.datasn and isinstance(entry.owner, Task)
+                and not entry.discarding):
             # A DataSN sequence error at ErrorRecoveryLevel 0 (RFC 7143 §7.1.1): the task
             # fails; the rest of its data is drained, never stored.
             self.log.info("ITT 0x%08x: DataSN %d, expected %d", pdu.itt, pdu.datasn,
@@ -994,8 +995,10 @@ class TargetConnection:
         task.limit = 0
 
     def _fail_task(self, task: Task, result: ScsiResult) -> None:
-        """End a write early with ``result`` once its open bursts have drained."""
-        task.result = result
+        """End a write early with ``result`` once its open bursts have drained (the first
+        failure is the one reported)."""
+        if task.result is None:
+            task.result = result
         task.plan = None
         self._drain(task)
 
@@ -1091,7 +1094,7 @@ class TargetConnection:
             if len(session.connections) >= params.max_connections:
                 return LoginStatus.TOO_MANY_CONNECTIONS
         else:
-            old = catalog.find_session(initiator, req.isid)
+            old = catalog.find_session(initiator, req.isid, self.target)
             if old is not None:  # session reinstatement: the old one ends
                 for conn in list(old.connections):
                     conn.close()

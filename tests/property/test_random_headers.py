@@ -18,7 +18,7 @@ from pyiscsi.scsi.lun import LogicalUnit
 from pyiscsi.target.catalog import Catalog, Target
 from pyiscsi.target.connection import TargetConnection
 
-from ..pair import Initiator, drain, feed, wire
+from ..pair import Initiator, drain, feed
 
 VICTIM, BYSTANDER = "iqn.2026-11.org.pyiscsi:victim", "iqn.2026-11.org.pyiscsi:bystander"
 MRDSL = 262144

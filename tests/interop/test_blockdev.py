@@ -2,7 +2,7 @@
 
 libiscsi's ``iscsi-readcapacity16`` reads the capacity; pyiscsi's own initiator writes, reads
 back, flushes and unmaps; after the target stops, the loop device's backing file holds the
-data (SBC-4 §5.20 READ CAPACITY (16), §5.31 UNMAP, §5.25 SYNCHRONIZE CACHE).
+data (READ CAPACITY (16) SBC-4 §5.20.2, SYNCHRONIZE CACHE SBC-3 §5.22-5.23, UNMAP SBC-3 §5.28).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SIZE = 64 << 20
 
 
 def unmap_cdb(lba: int, blocks: int) -> tuple[bytes, bytes]:
-    """UNMAP (SBC-4 §5.31) of one block descriptor: the CDB and its parameter list."""
+    """UNMAP (SBC-3 §5.28) of one block descriptor: the CDB and its parameter list."""
     params = struct.pack(">HH4xQI4x", 22, 16, lba, blocks)
     return bytes([0x42, 0, 0, 0, 0, 0, 0]) + len(params).to_bytes(2, "big") + b"\0", params
 

@@ -3,11 +3,12 @@
 The size comes from ``ioctl(BLKGETSIZE64)`` (``stat`` says 0 for a device), and the LUN's
 block size must be a multiple of the device's logical block size (``BLKSSZGET``). A device is
 always allocated, so nothing is fallocated before a write; flushing is the file store's msync
-and ``fdatasync`` (which on a block device also flushes the device's volatile cache). UNMAP
-is ``BLKDISCARD``; the LU advertises LBPRZ (SBC-4 §4.7.4.5), and a discard need not make a
-device read zeros, so the discarded range is read back and written with ``BLKZEROOUT`` when it
-does not (or when the device cannot discard). The device is opened ``O_EXCL``: a mounted or
-otherwise claimed device is refused.
+and ``fdatasync`` (which on a block device also flushes the device's volatile cache).
+
+UNMAP is ``BLKDISCARD``. The LU advertises LBPRZ (SBC-3 §6.5.4: unmapped blocks read as
+zeros) but a discard need not make a device read zeros, so the discarded range is read back
+and written with ``BLKZEROOUT`` when it does not (or when the device cannot discard). The
+device is opened ``O_EXCL``: a mounted or otherwise claimed device is refused.
 """
 
 from __future__ import annotations

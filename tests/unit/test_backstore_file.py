@@ -119,3 +119,8 @@ def test_close_twice_is_harmless(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "lun.img", size=8192)
     store.close()
     store.close()
+
+
+def test_refuses_what_is_not_a_regular_file() -> None:
+    with pytest.raises(ValueError, match="/dev/null is neither a regular file nor a block device"):
+        FileStore("/dev/null")

@@ -13,6 +13,7 @@ import ctypes
 import errno
 import mmap
 import os
+import stat
 from pathlib import Path
 
 from .base import StoreError
@@ -25,6 +26,12 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _fallocate = _libc.fallocate
 _fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 _fallocate.restype = ctypes.c_int
+
+
+def check_size(path: Path, actual: int, size: int | None) -> None:
+    """An existing file or device keeps its size: a different ``size`` is a ValueError."""
+    if size is not None and size != actual:
+        raise ValueError(f"{path} has {actual} bytes, not the {size} bytes asked for")
 
 
 def _space_error(exc: OSError) -> StoreError:
@@ -49,22 +56,14 @@ class FileStore(MappedStore):
         if size is not None and (size <= 0 or size % block_size):
             raise ValueError(f"size {size} must be a positive multiple of block size {block_size}")
         exists = self.path.exists()
-        if not exists and size is None:
-            raise ValueError(f"{self.path} does not exist; give a size to create it")
-        if not exists and read_only:
-            raise ValueError(f"{self.path} does not exist; a read-only LUN cannot create it")
+        if not exists:
+            self._refuse_missing(size, read_only)
         flags = os.O_RDONLY if read_only else os.O_RDWR
         if not exists:
             flags |= os.O_CREAT | os.O_EXCL
-        fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = self._open(flags | getattr(os, "O_CLOEXEC", 0))
         try:
-            actual = os.fstat(fd).st_size
-            if not exists:
-                assert size is not None
-                os.ftruncate(fd, size)
-                actual = size
-            elif size is not None and size != actual:
-                raise ValueError(f"{self.path} has {actual} bytes, not the {size} bytes asked for")
+            actual = self._measure(fd, size, created=not exists)
             if actual <= 0 or actual % block_size:
                 raise ValueError(
                     f"{self.path} has {actual} bytes: not a positive multiple of "
@@ -79,13 +78,40 @@ class FileStore(MappedStore):
         self.size = actual
         self._view = memoryview(self._map)
 
+    def _refuse_missing(self, size: int | None, read_only: bool) -> None:
+        """Raise ValueError when a missing ``path`` must not be created."""
+        if size is None:
+            raise ValueError(f"{self.path} does not exist; give a size to create it")
+        if read_only:
+            raise ValueError(f"{self.path} does not exist; a read-only LUN cannot create it")
+
+    def _open(self, flags: int) -> int:
+        """The descriptor for ``path`` (open(2) with ``flags``)."""
+        return os.open(self.path, flags, 0o644)
+
+    def _measure(self, fd: int, size: int | None, created: bool) -> int:
+        """The store's size in bytes: ``size`` for a new file, else the file's (which
+        must then equal ``size`` when one is given)."""
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{self.path} is neither a regular file nor a block device")
+        if created:
+            assert size is not None
+            os.ftruncate(fd, size)
+            return size
+        check_size(self.path, st.st_size, size)
+        return st.st_size
+
     def prepare_write(self, offset: int, length: int) -> None:
         """Allocate ``[offset, offset+length)`` so writing the mapping cannot SIGBUS."""
         self._check(offset, length)
         if self.read_only:
             raise StoreError("store is read-only", sense_key=0x07, asc=0x27, ascq=0x00)
-        if not length:
-            return
+        if length:
+            self._allocate(offset, length)
+
+    def _allocate(self, offset: int, length: int) -> None:
+        """Allocate the blocks of a non-empty range (``posix_fallocate``)."""
         try:
             os.posix_fallocate(self._fd, offset, length)
         except OSError as exc:

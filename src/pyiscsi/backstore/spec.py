@@ -1,17 +1,21 @@
 """The command-line LUN spec: ``KIND:ARG[,key=value|flag...]``.
 
 ``ram:SIZE`` or ``file:PATH[,size=SIZE]``, with the flag ``ro`` and the key ``bs=N``
-(512, 1024, 2048 or 4096). Sizes are bytes or a number with K/M/G/T (or KiB/MiB/GiB/TiB),
+(512, 1024, 2048 or 4096). ``PATH`` is a regular file or a block device (whose size is its
+own: ``size=`` must then equal it). Sizes are bytes or a number with K/M/G/T (or KiB/MiB/GiB/TiB),
 all powers of 1024. Every mistake is a :class:`ValueError` with a one-line message.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .base import BackingStore
+from .blockdev import BlockStore
 from .file import FileStore
 from .memory import MemoryStore
 
@@ -96,9 +100,18 @@ def _open_ram(spec: LunSpec) -> BackingStore:
     return MemoryStore(spec.size, spec.block_size, spec.read_only)
 
 
+def _is_block_device(path: str) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _open_file(spec: LunSpec) -> BackingStore:
+    """A :class:`BlockStore` for a block device, else a :class:`FileStore`."""
     assert spec.path is not None
-    return FileStore(spec.path, spec.size, spec.block_size, spec.read_only)
+    kind = BlockStore if _is_block_device(spec.path) else FileStore
+    return kind(spec.path, spec.size, spec.block_size, spec.read_only)
 
 
 _OPENERS: dict[str, Callable[[LunSpec], BackingStore]] = {"ram": _open_ram, "file": _open_file}

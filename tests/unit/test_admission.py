@@ -48,7 +48,7 @@ def window(ini: Initiator) -> int:
 def nothing_left(ini: Initiator) -> None:
     conn = ini.conn
     assert conn.tasks == {} and len(conn.table) == 0
-    assert conn._held == {} and conn._held_bytes == 0 and conn._r2t_entries == 0
+    assert conn._held == {} and conn.transfers.held_bytes == 0 and conn.transfers.r2t_entries == 0
     assert window(ini) == DEPTH
 
 

@@ -15,7 +15,8 @@ from pyiscsi.placement.table import REGISTRY
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.wire import Opcode
 from pyiscsi.scsi.task import DataOutPlan, ScsiResult
-from pyiscsi.target.connection import TargetConnection, Task
+from pyiscsi.target.connection import TargetConnection
+from pyiscsi.target.task import Task
 
 from ..pair import Initiator, drain, feed, make_catalog, wire
 
@@ -60,7 +61,7 @@ def test_fig9_data_outs_land_where_the_table_points(conn: TargetConnection, chun
         dest = memoryview(memory)[pointer - BASE:pointer - BASE + length]
         tags.append(conn.table.allocate(dest, offset, length, itt=ITT, owner=task, index=index))
         task.outstanding.add(tags[-1])
-        conn._r2t_entries += 1
+        conn.transfers.r2t_entries += 1
     assert tags == [0x0010_0123, 0x0011_0123, 0x0012_0123]  # Fig 9B's TTTs
     task.next_r2t = task.edtl = task.want = task.limit = 0x10000
     completed = []

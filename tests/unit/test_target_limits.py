@@ -27,7 +27,7 @@ def test_a_full_table_makes_writes_wait_first_come_first_served() -> None:
     limits = catalog.limits
     limits.queue_depth, limits.immediate_commands, limits.table_entries = 8, 1, 12
     conn = TargetConnection(catalog, "full")
-    assert conn._r2t_budget == 2
+    assert conn.transfers.r2t_budget == 2
     ini = Initiator(conn)
     ini.login(max_burst_length=4096, max_outstanding_r2t=8, initial_r2t=True,
               immediate_data=False)
@@ -62,7 +62,7 @@ def test_a_full_table_makes_writes_wait_first_come_first_served() -> None:
     view = catalog.targets[TARGET].luns[0].store.view(0, 8 * 128 * BLOCK)
     for n, data in payloads.values():
         assert bytes(view[n * 128 * BLOCK:(n + 1) * 128 * BLOCK]) == data
-    assert conn.tasks == {} and len(conn.table) == 0 and conn._r2t_entries == 0
+    assert conn.tasks == {} and len(conn.table) == 0 and conn.transfers.r2t_entries == 0
     conn.close()
 
 

@@ -13,15 +13,13 @@ is routed at header time through the table and received straight into
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..placement.counters import COUNTERS
-from ..placement.table import REGISTRY, DataPointerTable, PlacementError, TableEntry, TableFull
+from ..placement.table import REGISTRY, DataPointerTable
 from ..proto import pdu as P
 from ..proto.chap import TargetChap
 from ..proto.discovery import format_send_targets
@@ -41,11 +39,13 @@ from ..proto.wire import (
     TmfResponse,
 )
 from ..scsi import dispatch
-from ..scsi.sense import Asc, SenseKey, fixed_sense
+from ..scsi.sense import Asc, SenseKey
 from ..scsi.task import DataOutPlan, Nexus, ScsiRequest, ScsiResult, lun_from_field
 from ..scsi.unit_attention import RESET_ASC, ResetKind
 from .opcodes import FULL_FEATURE_ONLY, LOGIN_ONLY, NEVER, OpcodeRule, Ordering, Phase
 from .session import Admission, Session
+from .task import Task
+from .transfer import Transfers, check_condition
 
 if TYPE_CHECKING:
     from ..proto.keys import SessionParams
@@ -56,92 +56,22 @@ log = logging.getLogger("pyiscsi.target")
 Buffer = bytes | bytearray | memoryview
 
 
-class Task:
-    """A SCSI task in flight: Fig 8's bookkeeping for one command."""
-
-    __slots__ = (
-        "aborted",
-        "ahs",
-        "buffer",
-        "cmd",
-        "datasn",
-        "edtl",
-        "held_bytes",
-        "immediate",
-        "itt",
-        "limit",
-        "lun",
-        "next_r2t",
-        "outstanding",
-        "plan",
-        "r2tsn",
-        "received",
-        "result",
-        "started",
-        "unsol_buffer",
-        "unsol_end",
-        "unsol_tag",
-        "waiting",
-        "want",
-    )
-
-    def __init__(self, cmd: P.ScsiCommand, lun: int, ahs: bytes = b"") -> None:
-        self.cmd = cmd
-        self.ahs = ahs
-        self.itt = cmd.itt
-        self.lun = lun
-        self.immediate = cmd.immediate
-        self.edtl = cmd.expected_length
-        self.limit = 0
-        """Bytes the command stores: min(EDTL, the CDB's transfer length); R2Ts stop there."""
-        self.plan: DataOutPlan | None = None
-        self.result: ScsiResult | None = None
-        self.buffer: memoryview | None = None
-        self.unsol_buffer: memoryview | None = None
-        """A private landing area for unsolicited data (a command held behind a CmdSN gap,
-        or one whose unsolicited data outruns what it stores); copied once at the end."""
-        self.held_bytes = 0
-        self.want = 0
-        self.received = 0
-        self.unsol_tag: int | None = None
-        self.unsol_end = 0
-        self.next_r2t = 0
-        self.outstanding: set[int] = set()
-        self.r2tsn = 0
-        self.datasn = 0
-        self.aborted = False
-        self.started = False
-        """Executed: its CmdSN was reached (it counts in the session's window)."""
-        self.waiting = False
-        """Queued for a data pointer table entry (its next R2T waits for one)."""
-
-
 _SENSE_LEN = 2
-_NOWHERE = memoryview(b"")
-"""Destination of a discarding table entry: its bytes go to the receiver's sink."""
 _MAX_TEXT = 65536
 """Bound on a Text request reassembled from C-bit continuations (bounded memory)."""
 _LOGIN_DATA_LIMIT = 8192
 """MaxRecvDataSegmentLength during login (RFC 7143 §13.12: the default until negotiated)."""
 
 
-def _check_condition(key: SenseKey, asc: Asc) -> ScsiResult:
-    return ScsiResult(ScsiStatus.CHECK_CONDITION, fixed_sense(key, asc.asc, asc.ascq))
-
-
-_DATA_PHASE_ERROR = _check_condition(SenseKey.ABORTED_COMMAND, Asc.DATA_PHASE_ERROR)
-"""A Data-Out sequence error (DataSN, an early F bit): SPC-4 Annex D 4Bh/00h."""
-_DATA_OFFSET_ERROR = _check_condition(SenseKey.ABORTED_COMMAND, Asc.DATA_OFFSET_ERROR)
-"""A Data-Out outside its burst, out of order, or for another task (4Bh/05h)."""
-_CRC_ERROR = _check_condition(SenseKey.ABORTED_COMMAND, Asc.PROTOCOL_SERVICE_CRC_ERROR)
+_CRC_ERROR = check_condition(SenseKey.ABORTED_COMMAND, Asc.PROTOCOL_SERVICE_CRC_ERROR)
 """A data digest error (RFC 7143 §11.4.7.2)."""
-_TOO_MUCH_WRITE_DATA = _check_condition(SenseKey.ABORTED_COMMAND, Asc.TOO_MUCH_WRITE_DATA)
+_TOO_MUCH_WRITE_DATA = check_condition(SenseKey.ABORTED_COMMAND, Asc.TOO_MUCH_WRITE_DATA)
 """Immediate data past the Expected Data Transfer Length or FirstBurstLength, or on a
 command that writes nothing (4Bh/02h)."""
-_UNWANTED_IMMEDIATE_DATA = _check_condition(SenseKey.ILLEGAL_REQUEST,
+_UNWANTED_IMMEDIATE_DATA = check_condition(SenseKey.ILLEGAL_REQUEST,
                                             Asc.INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT)
 """Immediate data while ImmediateData=No was negotiated (RFC 7143 §13.11)."""
-_INTERNAL_FAILURE = _check_condition(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE)
+_INTERNAL_FAILURE = check_condition(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE)
 """The SCSI layer raised: the command ends, the connection stays."""
 _TASK_SET_FULL = ScsiResult(ScsiStatus.TASK_SET_FULL)
 """No room to stage a held command's unsolicited data (SAM-5 §5.3.1): retry later."""
@@ -159,13 +89,16 @@ class TargetConnection:
         self.table = DataPointerTable(0, capacity=limits.table_entries)
         # A table entry for every task's unsolicited data is always there: R2Ts use at most
         # what is left once each task the window (plus immediate commands) allows has one.
-        self._r2t_budget = limits.table_entries - (limits.queue_depth
-                                                    + limits.immediate_commands + 1)
-        if self._r2t_budget < 1:
+        r2t_budget = limits.table_entries - (limits.queue_depth + limits.immediate_commands + 1)
+        if r2t_budget < 1:
             raise ValueError(f"{limits.table_entries} table entries cannot serve a queue "
                              f"depth of {limits.queue_depth}")
         self.number = REGISTRY.register(self, number)
         self.table.connection_number = self.number
+        self.log = _ConnectionLog(log, {"conn": self.number})
+        self.transfers = Transfers(self.table, r2t_budget=r2t_budget, send_r2t=self._send_r2t,
+                                   log=self.log)
+        self.tasks = self.transfers.tasks
         self.receiver = Receiver(self, max_data_length=_LOGIN_DATA_LIMIT,
                                  on_pdu=self._on_pdu, screen=self._screen)
         self.phase = Phase.LOGIN
@@ -174,21 +107,14 @@ class TargetConnection:
         self.target: Target | None = None
         self.cid = 0
         self.statsn = 0
-        self.tasks: dict[int, Task] = {}
         self._held: dict[int, Callable[[], None] | None] = {}
         """Requests held behind a CmdSN gap, by CmdSN: what runs when it is reached (None:
         a refused command whose CmdSN is only taken)."""
-        self._held_bytes = 0
         self._admitted: tuple[Task | None, ScsiResult | None] | None = None
         """The header-time decision about the SCSI Command being received: its task, or the
         SCSI answer it gets once whole."""
-        self._waiting: deque[Task] = deque()
-        """Tasks waiting for a table entry for their next R2T, first come first served."""
-        self._r2t_entries = 0
         self._out: list[Buffer] = []
         self._tx_payload = 0
-        self._entry: TableEntry | None = None
-        self._entry_tag = 0
         self._login = TargetLogin(self._login_config())
         self._text_buffer = b""
         self._login_first = True
@@ -207,7 +133,6 @@ class TargetConnection:
         self._ping_sent = 0.0
         self._ping_ttt = 0
         self._on_close = on_close
-        self.log = _ConnectionLog(log, {"conn": self.number})
 
     # ------------------------------------------------------------------ I/O API
 
@@ -271,15 +196,12 @@ class TargetConnection:
         if self.phase is Phase.CLOSED:
             return
         self.phase = Phase.CLOSED
-        self.table.clear()
         session = self.session
         for task in list(self.tasks.values()):
             if session is not None and task.started:
                 session.task_done(task.immediate)
-        self.tasks.clear()
+        self.transfers.clear()
         self._held.clear()
-        self._waiting.clear()
-        self._held_bytes = self._r2t_entries = 0
         REGISTRY.unregister(self.number)
         self.log.info("connection from %s closed%s", self.peer,
                       f" (TSIH {session.tsih})" if session is not None else "")
@@ -354,33 +276,7 @@ class TargetConnection:
         return rule.route(self, pdu, ahs) if rule.route is not None else None
 
     def _route_data_out(self, pdu: P.DataOut, ahs: bytes) -> Route:
-        if pdu.ttt == RESERVED_TAG:
-            task = self.tasks.get(pdu.itt)
-            if task is None or task.unsol_tag is None:
-                raise PlacementError(f"unsolicited Data-Out for unknown ITT 0x{pdu.itt:08x}")
-            tag = task.unsol_tag
-        else:
-            tag = pdu.ttt
-        entry = self.table.lookup(tag)  # unknown, stale, foreign: a Reject, nothing else
-        try:
-            entry, view = self.table.place(tag, pdu.buffer_offset, pdu.data_length,
-                                           itt=pdu.itt, lun=pdu.lun)
-        except PlacementError:
-            # A live burst got a Data-Out it cannot take: that PDU is rejected and its task
-            # fails (ERL 0); the rest of the burst is drained.
-            if isinstance(entry.owner, Task):
-                self._fail_task(entry.owner, _DATA_OFFSET_ERROR)
-            raise
-        self._entry, self._entry_tag = entry, tag
-        if (pdu.datasn != entry.datasn and isinstance(entry.owner, Task)
-                and not entry.discarding):
-            # A DataSN sequence error at ErrorRecoveryLevel 0 (RFC 7143 §7.1.1): the task
-            # fails; the rest of its data is drained, never stored.
-            self.log.info("ITT 0x%08x: DataSN %d, expected %d", pdu.itt, pdu.datasn,
-                          entry.datasn)
-            self._fail_task(entry.owner, _DATA_PHASE_ERROR)
-        entry.datasn += 1
-        return DISCARD if entry.discarding else view
+        return self.transfers.route_data_out(pdu)
 
     def _route_command(self, cmd: P.ScsiCommand, ahs: bytes) -> Route:
         """Admission, all or nothing (RFC 7143 §3.2.2.1, §11.3): every field is checked
@@ -421,9 +317,9 @@ class TargetConnection:
             self._execute(task)
         else:
             self._held[cmd.cmdsn] = lambda: self._start_held(task)
-        self._bind_unsolicited(task)
+        self.transfers.bind_unsolicited(task)
         self._admitted = (task, None)
-        return self._immediate_destination(task) if cmd.data_length else None
+        return self.transfers.immediate_destination(task) if cmd.data_length else None
 
     def _unsolicited_length(self, cmd: P.ScsiCommand) -> int:
         """Immediate data plus the unsolicited Data-Outs that follow when the F bit is
@@ -444,7 +340,7 @@ class TargetConnection:
                   or n > params.first_burst_length):
             return _TOO_MUCH_WRITE_DATA
         if (verdict is Admission.LATER and unsolicited
-                and self._held_bytes + unsolicited > self.catalog.limits.held_data_limit):
+                and self.transfers.held_bytes + unsolicited > self.catalog.limits.held_data_limit):
             return _TASK_SET_FULL
         return None
 
@@ -462,13 +358,6 @@ class TargetConnection:
             self._held[cmd.cmdsn] = lambda: self._respond_refusal(cmd, refusal)
         else:
             self._held[cmd.cmdsn] = None
-
-    def _immediate_destination(self, task: Task) -> Route:
-        if task.unsol_tag is None:
-            return DISCARD
-        entry, view = self.table.place(task.unsol_tag, 0, task.cmd.data_length, itt=task.itt)
-        self._entry, self._entry_tag = entry, task.unsol_tag
-        return DISCARD if entry.discarding else view
 
     # ------------------------------------------------------------------ commands
 
@@ -507,7 +396,7 @@ class TargetConnection:
             task.buffer = outcome.buffer
         else:
             task.result = outcome
-            self._drain(task)
+            self.transfers.drain(task)
 
     def _start_held(self, task: Task) -> None:
         """A held command's CmdSN is reached: it runs, unless it was aborted meanwhile."""
@@ -533,75 +422,22 @@ class TargetConnection:
                     conn.close()
                     conn.dead = True
 
-    def _bind_unsolicited(self, task: Task) -> None:
-        """The entry immediate and unsolicited data land through (TTT 0xFFFFFFFF, found by
-        ITT). Straight into the store when the task runs and stores all of it; into a
-        private area when it is held or its unsolicited data outruns what it stores; into
-        the sink when it already failed. Admission guarantees the entry exists."""
-        unsolicited = task.unsol_end
-        if not unsolicited:
-            return
-        discarding = False
-        if not task.started:
-            dest = task.unsol_buffer = memoryview(bytearray(unsolicited))
-            task.held_bytes = unsolicited
-            self._held_bytes += unsolicited
-        elif task.buffer is None:
-            dest, discarding = _NOWHERE, True
-        elif unsolicited > task.limit:
-            dest = task.unsol_buffer = memoryview(bytearray(unsolicited))
-        else:
-            dest = task.buffer[:unsolicited]
-        task.unsol_tag = self.table.allocate(dest, 0, unsolicited, itt=task.itt,
-                                             lun=task.cmd.lun, owner=task,
-                                             discarding=discarding)
-
-    def _data_landed(self, task: Task, offset: int, length: int, final: bool) -> None:
-        """Account a payload that landed through the routed entry; a burst ends when all
-        its bytes are in, or (drained) when the peer marks its last PDU with the F bit."""
-        entry, tag = self._entry, self._entry_tag
-        self._entry = None
-        if entry is None:
-            return
-        self.table.account(entry, offset, length)
-        if not entry.discarding:
-            task.received += length
-        if entry.complete:
-            self._release(task, tag)
-        elif final:
-            if not entry.discarding:
-                self.log.info("ITT 0x%08x: F bit before the burst was whole", task.itt)
-                self._fail_task(task, _DATA_PHASE_ERROR)
-            self._release(task, tag)
-
-    def _release(self, task: Task, tag: int) -> None:
-        """Free one of a task's entries (its tag goes stale) and let waiting tasks use it."""
-        with contextlib.suppress(PlacementError):
-            self.table.free(tag)
-        if tag == task.unsol_tag:
-            task.unsol_tag = None
-        elif tag in task.outstanding:
-            task.outstanding.discard(tag)
-            self._r2t_entries -= 1
-        if self._waiting:
-            self._resume_waiting()
-
     def _progress(self, task: Task) -> None:
         """Move a write forward: more R2Ts, or the response once every byte has landed."""
         if task.aborted:
-            if task.unsol_tag is None and not task.outstanding:
+            if self.transfers.all_landed(task):
                 self._finish_task(task)
             return
         if not task.started:
             return
         if task.result is not None:
-            if task.unsol_tag is None and not task.outstanding:
+            if self.transfers.all_landed(task):
                 self._respond(task, task.result)
             return
         plan = task.plan
         if plan is None:
             return
-        if task.next_r2t >= task.limit and task.unsol_tag is None and not task.outstanding:
+        if task.next_r2t >= task.limit and self.transfers.all_landed(task):
             arrived = min(task.received, task.limit)
             if task.unsol_buffer is not None:
                 n = min(task.unsol_end, task.limit)
@@ -611,52 +447,13 @@ class TargetConnection:
                 COUNTERS.rx_staged += arrived  # the SCSI layer copies it to the store
             self._respond(task, plan.complete(arrived))
             return
-        self._solicit(task)
+        self.transfers.solicit(task)
 
-    def _solicit(self, task: Task) -> None:
-        """Send the R2Ts a task may have outstanding; queue it (FIFO) for table entries."""
-        if task.next_r2t >= task.limit or task.waiting:
-            return
-        if self._waiting or not self._send_r2ts(task):
-            task.waiting = True
-            self._waiting.append(task)
-            self._resume_waiting()
-
-    def _resume_waiting(self) -> None:
-        """Entries freed up: the tasks waiting for one get their R2Ts, oldest first."""
-        waiting = self._waiting
-        while waiting and self._r2t_entries < self._r2t_budget:
-            task = waiting[0]
-            live = self.tasks.get(task.itt) is task
-            if live and not self._send_r2ts(task):
-                return
-            task.waiting = False
-            waiting.popleft()
-
-    def _send_r2ts(self, task: Task) -> bool:
-        """R2Ts up to MaxOutstandingR2T (RFC 7143 §13.17); False when entries ran out."""
-        params = self._params
-        assert task.buffer is not None or task.next_r2t >= task.limit
-        while task.next_r2t < task.limit and len(task.outstanding) < params.max_outstanding_r2t:
-            if self._r2t_entries >= self._r2t_budget:
-                return False
-            offset = task.next_r2t
-            length = min(params.max_burst_length, task.limit - offset)
-            assert task.buffer is not None
-            try:
-                ttt = self.table.allocate(task.buffer[offset:offset + length], offset, length,
-                                          itt=task.itt, lun=task.cmd.lun, owner=task)
-            except TableFull:
-                return False
-            self._r2t_entries += 1
-            task.outstanding.add(ttt)
-            task.next_r2t = offset + length
-            exp, mx = self._window()
-            self._send(P.R2T(itt=task.itt, ttt=ttt, buffer_offset=offset, desired_length=length,
-                             r2tsn=task.r2tsn, statsn=self.statsn, expcmdsn=exp, maxcmdsn=mx,
-                             lun=task.cmd.lun))
-            task.r2tsn += 1
-        return True
+    def _send_r2t(self, task: Task, ttt: int, offset: int, length: int) -> None:
+        exp, mx = self._window()
+        self._send(P.R2T(itt=task.itt, ttt=ttt, buffer_offset=offset, desired_length=length,
+                         r2tsn=task.r2tsn, statsn=self.statsn, expcmdsn=exp, maxcmdsn=mx,
+                         lun=task.cmd.lun))
 
     def _respond_refusal(self, cmd: P.ScsiCommand, result: ScsiResult) -> None:
         """Answer a command that was received but refused: no task was ever made for it."""
@@ -736,14 +533,8 @@ class TargetConnection:
             offset += n
 
     def _finish_task(self, task: Task) -> None:
-        if self.tasks.get(task.itt) is task:
-            del self.tasks[task.itt]
-            if task.started and self.session is not None:
-                self.session.task_done(task.immediate)
-        self._held_bytes -= task.held_bytes
-        task.held_bytes = 0
-        for tag in _live_tags(task):
-            self._release(task, tag)
+        if self.transfers.forget(task) and task.started and self.session is not None:
+            self.session.task_done(task.immediate)
 
     # ------------------------------------------------------------------ events
 
@@ -754,7 +545,7 @@ class TargetConnection:
                 raise RemoteProtocolError(str(event.rejected))
             self._reject(event.rejected.reason, event.header, str(event.rejected))
             self._after_refusal(pdu, event.rejected.reason)
-            self._entry = None
+            self.transfers.entry = None
             return
         assert pdu is not None
         if self.phase is Phase.CLOSED:
@@ -781,8 +572,8 @@ class TargetConnection:
             if admitted is not None:
                 task, refusal = admitted
                 if task is not None:
-                    self._fail_task(task, _CRC_ERROR)
-                    self._data_landed(task, 0, pdu.data_length, pdu.final)
+                    self.transfers.fail(task, _CRC_ERROR)
+                    self.transfers.landed(task, 0, pdu.data_length, pdu.final)
                     self._progress(task)
                 elif refusal is not None:
                     self._respond_refusal(pdu, refusal)
@@ -790,43 +581,26 @@ class TargetConnection:
             return
         if not isinstance(pdu, P.DataOut):
             return
-        entry = self._entry
+        entry = self.transfers.entry
         if entry is None:
-            entry = self._drained_entry(pdu)
+            entry = self.transfers.drained_entry(pdu)
             if entry is None:
                 return
         owner = entry.owner
         if not isinstance(owner, Task):
             return
         if reason == RejectReason.DATA_DIGEST_ERROR:
-            self._fail_task(owner, _CRC_ERROR)
-        self._data_landed(owner, pdu.buffer_offset, 0, pdu.final)
+            self.transfers.fail(owner, _CRC_ERROR)
+        self.transfers.landed(owner, pdu.buffer_offset, 0, pdu.final)
         self._progress(owner)
 
-    def _drained_entry(self, pdu: P.DataOut) -> TableEntry | None:
-        """The drained burst a rejected Data-Out with the F bit ends, if any."""
-        if not pdu.final:
-            return None
-        task = self.tasks.get(pdu.itt)
-        tag = task.unsol_tag if pdu.ttt == RESERVED_TAG and task is not None else pdu.ttt
-        if tag is None:
-            return None
-        try:
-            entry = self.table.lookup(tag)
-        except PlacementError:
-            return None
-        if not entry.discarding:
-            return None
-        self._entry, self._entry_tag = entry, tag
-        return entry
-
     def _on_data_out(self, pdu: P.DataOut, data: bytes | None) -> None:
-        entry = self._entry
+        entry = self.transfers.entry
         owner = entry.owner if entry is not None else None
         if not isinstance(owner, Task):
-            self._entry = None
+            self.transfers.entry = None
             return
-        self._data_landed(owner, pdu.buffer_offset, pdu.data_length, pdu.final)
+        self.transfers.landed(owner, pdu.buffer_offset, pdu.data_length, pdu.final)
         self._progress(owner)
 
     def _on_command(self, cmd: P.ScsiCommand, data: bytes | None) -> None:
@@ -837,7 +611,7 @@ class TargetConnection:
             task, refusal = admitted
             if task is not None:
                 if cmd.data_length:
-                    self._data_landed(task, 0, cmd.data_length, cmd.final)
+                    self.transfers.landed(task, 0, cmd.data_length, cmd.final)
                 self._progress(task)
             elif refusal is not None:
                 self._respond_refusal(cmd, refusal)
@@ -987,25 +761,10 @@ class TargetConnection:
         return (sn_le(session.expcmdsn, pdu.refcmdsn) and sn_lt(pdu.refcmdsn, pdu.cmdsn)
                 and sn_le(pdu.refcmdsn, session.maxcmdsn))
 
-    def _drain(self, task: Task) -> None:
-        """Repoint the task's live entries at the sink and stop soliciting: the rest of its
-        bursts are accepted, counted and dropped, never stored (RFC 7143 §4.2.3.3)."""
-        for tag in _live_tags(task):
-            self.table.repoint(tag, _NOWHERE)
-        task.limit = 0
-
-    def _fail_task(self, task: Task, result: ScsiResult) -> None:
-        """End a write early with ``result`` once its open bursts have drained (the first
-        failure is the one reported)."""
-        if task.result is None:
-            task.result = result
-        task.plan = None
-        self._drain(task)
-
     def _abort(self, task: Task) -> None:
         """Abort a task: no response; its entries are freed as their bursts end."""
         task.aborted = True
-        self._drain(task)
+        self.transfers.drain(task)
         self._progress(task)
 
     def _logout(self, pdu: P.LogoutRequest, data: bytes | None) -> None:
@@ -1118,6 +877,8 @@ class TargetConnection:
         params = self._params
         self.phase = Phase.FULL_FEATURE
         self.receiver.max_data_length = params.max_recv_data_segment_length
+        self.transfers.max_burst_length = params.max_burst_length
+        self.transfers.max_outstanding_r2t = params.max_outstanding_r2t
         self.receiver.header_digest = params.header_digest
         self.receiver.data_digest = params.data_digest
         self.log.info("%s logged in to %s (%s), TSIH %d", params.initiator_name,
@@ -1137,14 +898,6 @@ class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
     def process(self, msg: object, kwargs: Any) -> tuple[object, Any]:
         extra = self.extra or {}
         return f"conn {extra.get('conn', '?')}: {msg}", kwargs
-
-
-def _live_tags(task: Task) -> list[int]:
-    """The table tags a task still holds: its open R2T bursts and its unsolicited entry."""
-    tags = list(task.outstanding)
-    if task.unsol_tag is not None:
-        tags.append(task.unsol_tag)
-    return tags
 
 
 def _extended_cdb(ahs: bytes) -> bytes:

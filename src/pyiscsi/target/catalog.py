@@ -80,6 +80,10 @@ class Catalog:
             if tsih and tsih not in self.sessions:
                 return tsih
 
+    def sessions_of(self, target: Target) -> list[Session]:
+        """The live sessions logged in to ``target``."""
+        return [s for s in self.sessions.values() if s.target is target]
+
     def find_session(self, initiator_name: str, isid: int,
                      target: Target | None) -> Session | None:
         """The session of this I_T nexus (RFC 7143 §4.4.3: InitiatorName + ISID towards

@@ -21,13 +21,10 @@ from typing import TYPE_CHECKING, Any
 from ..placement.counters import COUNTERS
 from ..placement.table import REGISTRY, DataPointerTable
 from ..proto import pdu as P
-from ..proto.chap import TargetChap
-from ..proto.discovery import format_send_targets
 from ..proto.errors import LoginFailed, PduRejected, RemoteProtocolError
 from ..proto.framing import DIGEST_ERRORS, DISCARD, PduReceived, Receiver, Route, frame
-from ..proto.keys import encode_text, parse_text
-from ..proto.login import TargetLogin, TargetLoginConfig
-from ..proto.serial import sn_add, sn_le, sn_lt
+from ..proto.login import TargetLogin
+from ..proto.serial import sn_add
 from ..proto.wire import (
     RESERVED_TAG,
     LoginStatus,
@@ -35,16 +32,16 @@ from ..proto.wire import (
     Opcode,
     RejectReason,
     ScsiStatus,
-    TmfFunction,
-    TmfResponse,
 )
 from ..scsi import dispatch
 from ..scsi.sense import Asc, SenseKey
 from ..scsi.task import DataOutPlan, Nexus, ScsiRequest, ScsiResult, lun_from_field
-from ..scsi.unit_attention import RESET_ASC, ResetKind
+from . import tmf
+from .attach import attach, login_config
 from .opcodes import FULL_FEATURE_ONLY, LOGIN_ONLY, NEVER, OpcodeRule, Ordering, Phase
 from .session import Admission, Session
 from .task import Task
+from .text import TextExchange
 from .transfer import Transfers, check_condition
 
 if TYPE_CHECKING:
@@ -57,8 +54,6 @@ Buffer = bytes | bytearray | memoryview
 
 
 _SENSE_LEN = 2
-_MAX_TEXT = 65536
-"""Bound on a Text request reassembled from C-bit continuations (bounded memory)."""
 _LOGIN_DATA_LIMIT = 8192
 """MaxRecvDataSegmentLength during login (RFC 7143 §13.12: the default until negotiated)."""
 
@@ -115,8 +110,8 @@ class TargetConnection:
         SCSI answer it gets once whole."""
         self._out: list[Buffer] = []
         self._tx_payload = 0
-        self._login = TargetLogin(self._login_config())
-        self._text_buffer = b""
+        self._login = TargetLogin(login_config(catalog))
+        self._texts = TextExchange(catalog)
         self._login_first = True
         self._nexus = Nexus("iqn.unknown")
         self.close_after_send = False
@@ -650,122 +645,39 @@ class TargetConnection:
                            data_length=len(payload) if payload else 0), payload)
 
     def _text(self, pdu: P.TextRequest, data: bytes | None) -> None:
-        data = data or b""
-        exp, mx = self._window()
-        if pdu.cont:
-            if len(self._text_buffer) + len(data) > _MAX_TEXT:
-                self._text_buffer = b""
-                self._reject(RejectReason.PROTOCOL_ERROR, pdu.encode(), "text too long")
-                return
-            self._text_buffer += data
-            self._send(P.TextResponse(itt=pdu.itt, ttt=RESERVED_TAG, statsn=self._next_statsn(),
-                                      expcmdsn=exp, maxcmdsn=mx, final=False))
-            return
-        data, self._text_buffer = self._text_buffer + data, b""
+        """Text request (RFC 7143 §11.10): see :mod:`.text`."""
+        session = self.session
+        initiator = (self.params.initiator_name or "") if self.params else ""
         try:
-            pairs = parse_text(data)
-        except Exception as exc:
-            self._reject(RejectReason.PROTOCOL_ERROR, pdu.encode(), str(exc))
+            answer = self._texts.receive(pdu, data or b"", initiator=initiator,
+                                         target=self.target,
+                                         discovery=session is None or session.discovery)
+        except PduRejected as exc:
+            self._reject(exc.reason, exc.header, str(exc))
             return
-        answer: list[tuple[str, str]] = []
-        for key, value in pairs:
-            if key == "SendTargets":
-                answer_bytes = self._send_targets(value)
-                self._send(P.TextResponse(itt=pdu.itt, ttt=RESERVED_TAG,
-                                          statsn=self._next_statsn(), expcmdsn=exp,
-                                          maxcmdsn=mx, final=True,
-                                          data_length=len(answer_bytes)), answer_bytes or None)
-                return
-            answer.append((key, "NotUnderstood"))
-        body = encode_text(answer)
+        exp, mx = self._window()
+        body = answer.body
         self._send(P.TextResponse(itt=pdu.itt, ttt=RESERVED_TAG, statsn=self._next_statsn(),
-                                  expcmdsn=exp, maxcmdsn=mx, final=True,
+                                  expcmdsn=exp, maxcmdsn=mx, final=answer.final,
                                   data_length=len(body)), body or None)
 
-    def _send_targets(self, value: str) -> bytes:
-        """SendTargets=All lists every target this initiator may see (RFC 7143 §13.3)."""
-        initiator = (self.params.initiator_name or "") if self.params else ""
-        session = self.session
-        if value == "All":
-            if session is not None and not session.discovery:
-                names = [self.target.name] if self.target else []
-            else:
-                names = [n for n, t in self.catalog.targets.items() if t.allows(initiator)]
-        elif value == "" and self.target is not None:
-            names = [self.target.name]
-        else:
-            t = self.catalog.target(value)
-            names = [value] if t is not None and t.allows(initiator) else []
-        addresses = self.catalog.portal_addresses()
-        return format_send_targets([(n, addresses) for n in names])
-
     def _tmf(self, pdu: P.TaskMgmtRequest, data: bytes | None) -> None:
-        """Task management (RFC 7143 §11.5): abort frees R2T entries to the sink."""
-        response = TmfResponse.FUNCTION_COMPLETE
-        fn = pdu.function
-        lun = lun_from_field(pdu.lun)
-        if fn == TmfFunction.ABORT_TASK:
-            task = self.tasks.get(pdu.referenced_tag)
-            if task is not None:
-                self._abort(task)
-            elif not self._not_yet_received(pdu):
-                response = TmfResponse.TASK_DOES_NOT_EXIST
-        elif fn in (TmfFunction.ABORT_TASK_SET, TmfFunction.CLEAR_TASK_SET):
-            if self.target is None or lun not in self.target.luns:
-                response = TmfResponse.LUN_DOES_NOT_EXIST
-            else:
-                for task in [t for t in self.tasks.values() if t.lun == lun]:
-                    self._abort(task)
-        elif fn in _RESETS:
-            if self.target is None or (fn == TmfFunction.LOGICAL_UNIT_RESET
-                                       and lun not in self.target.luns):
-                response = TmfResponse.LUN_DOES_NOT_EXIST
-            else:
-                kind = _RESETS[TmfFunction(fn)]
-                self._reset(kind, lun if kind is ResetKind.LOGICAL_UNIT else None)
-        elif fn == TmfFunction.TASK_REASSIGN:
-            response = TmfResponse.TASK_REASSIGNMENT_NOT_SUPPORTED  # ERL 0 (§11.6.1)
-        else:
-            response = TmfResponse.NOT_SUPPORTED
+        """Task management (RFC 7143 §11.5): see :mod:`.tmf`."""
+        response = tmf.perform(self, pdu)
         exp, mx = self._window()
         self._send(P.TaskMgmtResponse(itt=pdu.itt, response=response,
                                       statsn=self._next_statsn(), expcmdsn=exp, maxcmdsn=mx))
-        if fn == TmfFunction.TARGET_COLD_RESET:
-            self.close_after_send = True
 
-    def _reset(self, kind: ResetKind, lun: int | None) -> None:
-        """LOGICAL UNIT RESET (one LU) or TARGET WARM/COLD RESET (all): abort the tasks of
-        every session on them, reset their state, establish a unit attention for every
-        I_T nexus (SAM-5 §6.3-6.7); a cold reset also ends every session's connections."""
-        assert self.target is not None
-        luns = [lun] if lun is not None else list(self.target.luns)
-        for session in list(self.catalog.sessions.values()):
-            if session.target is not self.target:
-                continue
-            for conn in session.connections:
-                for task in [t for t in conn.tasks.values() if t.lun in luns]:
-                    conn._abort(task)
-                if kind is ResetKind.TARGET_COLD and conn is not self:
-                    conn.dead = True
-        for n in luns:
-            lu = self.target.luns[n]
-            lu.reset(kind)
-            lu.attentions.establish(*RESET_ASC[kind])
-
-    def _not_yet_received(self, pdu: P.TaskMgmtRequest) -> bool:
-        """RFC 7143 §11.6.1 b: an unknown task whose RefCmdSN is in the window (not yet
-        received) and before the TMF's CmdSN counts as aborted: 'Function complete'. A task
-        that already completed (RefCmdSN below ExpCmdSN) does not exist."""
-        session = self.session
-        assert session is not None
-        return (sn_le(session.expcmdsn, pdu.refcmdsn) and sn_lt(pdu.refcmdsn, pdu.cmdsn)
-                and sn_le(pdu.refcmdsn, session.maxcmdsn))
-
-    def _abort(self, task: Task) -> None:
+    def abort(self, task: Task) -> None:
         """Abort a task: no response; its entries are freed as their bursts end."""
         task.aborted = True
         self.transfers.drain(task)
         self._progress(task)
+
+    def abort_tasks(self, luns: set[int]) -> None:
+        """Abort this connection's tasks on ``luns`` (task management, resets)."""
+        for task in [t for t in self.tasks.values() if t.lun in luns]:
+            self.abort(task)
 
     def _logout(self, pdu: P.LogoutRequest, data: bytes | None) -> None:
         exp, mx = self._window()
@@ -781,20 +693,6 @@ class TargetConnection:
 
     # ------------------------------------------------------------------ login
 
-    def _login_config(self) -> TargetLoginConfig:
-        limits = self.catalog.limits
-        catalog = self.catalog
-        return TargetLoginConfig(
-            lookup_target=lambda name: catalog.target(name) is not None,
-            authorize=lambda ini, tgt: (t := catalog.target(tgt)) is not None and t.allows(ini),
-            portal_group_tag=catalog.portal_group_tag,
-            max_recv_data_segment_length=limits.max_recv_data_segment_length,
-            max_burst_length=limits.max_burst_length,
-            first_burst_length=limits.first_burst_length,
-            max_outstanding_r2t=limits.max_outstanding_r2t,
-            authenticator=TargetChap(catalog.auth) if catalog.auth is not None else None,
-        )
-
     def _on_login(self, req: P.LoginRequest, data: bytes | None) -> None:
         data = data or b""
         if self._login_first:
@@ -809,12 +707,14 @@ class TargetConnection:
         response = step.response
         tsih = response.tsih
         if step.complete and step.params is not None:
-            failure = self._attach_session(req, step.params)
-            if failure is not None:
-                self._login_reject(req, failure)
+            self.params = step.params
+            attached = attach(self.catalog, self, req, step.params)
+            if isinstance(attached, LoginStatus):
+                self._login_reject(req, attached)
                 return
-            assert self.session is not None
-            tsih = self.session.tsih
+            self.session, self.target = attached.session, attached.target
+            self._nexus = attached.nexus
+            tsih = attached.session.tsih
         exp = req.cmdsn
         mx = sn_add(exp, self.catalog.limits.queue_depth - 1)
         if self.session is not None:
@@ -836,42 +736,6 @@ class TargetConnection:
                                    status_detail=status.status_detail, csg=req.csg,
                                    nsg=req.nsg))
         self.close_after_send = True
-
-    def _attach_session(self, req: P.LoginRequest, params: SessionParams) -> LoginStatus | None:
-        """Create the session (TSIH 0) or join/reinstate one (RFC 7143 §6.3.5)."""
-        catalog = self.catalog
-        self.params = params
-        initiator = params.initiator_name or ""
-        if params.session_type != "Discovery":
-            self.target = catalog.target(params.target_name or "")
-            if self.target is None:
-                return LoginStatus.NOT_FOUND
-        if req.tsih:
-            session = catalog.sessions.get(req.tsih)
-            if session is None:
-                return LoginStatus.SESSION_DOES_NOT_EXIST
-            if len(session.connections) >= params.max_connections:
-                return LoginStatus.TOO_MANY_CONNECTIONS
-        else:
-            old = catalog.find_session(initiator, req.isid, self.target)
-            if old is not None:  # session reinstatement: the old one ends
-                for conn in list(old.connections):
-                    conn.close()
-                    conn.dead = True  # the transport drops its socket at the next tick
-            if len(catalog.sessions) >= catalog.limits.max_sessions:
-                return LoginStatus.OUT_OF_RESOURCES
-            session = Session(tsih=catalog.new_tsih(), isid=req.isid,
-                              initiator_name=initiator, target=self.target,
-                              params=params, depth=catalog.limits.queue_depth,
-                              target_portal_group=catalog.portal_group_tag)
-            session.start(req.cmdsn)
-            catalog.sessions[session.tsih] = session
-        session.connections.append(self)
-        self.session = session
-        self._nexus = Nexus(initiator, req.isid, catalog.portal_group_tag)
-        for lu in self.target.luns.values() if self.target is not None else ():
-            lu.attentions.join(self._nexus)
-        return None
 
     def _enter_full_feature(self) -> None:
         params = self._params
@@ -917,12 +781,6 @@ def _extended_cdb(ahs: bytes) -> bytes:
 def _cmdsn(pdu: P.Pdu) -> int:
     return int(getattr(pdu, "cmdsn", 0))
 
-
-_RESETS = {
-    TmfFunction.LOGICAL_UNIT_RESET: ResetKind.LOGICAL_UNIT,
-    TmfFunction.TARGET_WARM_RESET: ResetKind.TARGET_WARM,
-    TmfFunction.TARGET_COLD_RESET: ResetKind.TARGET_COLD,
-}
 
 _C = TargetConnection
 OPCODES: dict[int, OpcodeRule] = {

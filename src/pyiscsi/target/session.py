@@ -95,6 +95,25 @@ class Session:
             self.immediate_active -= 1
         self.slide()
 
+    def abort_tasks(self, luns: set[int]) -> None:
+        """Abort the session's tasks on ``luns`` on every connection (SAM-5 §6.3)."""
+        for conn in self.connections:
+            conn.abort_tasks(luns)
+
+    def end(self) -> None:
+        """Session reinstatement (RFC 7143 §6.3.5): the old session's connections close now
+        (their transports drop the sockets at the next tick)."""
+        for conn in list(self.connections):
+            conn.close()
+            conn.dead = True
+
+    def drop(self, keep: TargetConnection | None = None) -> None:
+        """End the session's connections (a target cold reset); ``keep`` closes itself
+        after its answer is sent."""
+        for conn in self.connections:
+            if conn is not keep:
+                conn.dead = True
+
     def slide(self) -> None:
         """Advance MaxCmdSN as tasks complete; it never moves backwards."""
         candidate = sn_add(self.expcmdsn, max(self.depth - self.active, 1) - 1)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 
+from .ops import StoreOp, StoreOpKind
+
 
 class StoreError(Exception):
     """A backing-store operation failed; carries the SCSI sense to report.
@@ -77,5 +79,74 @@ class BackingStore(abc.ABC):
         """Whether any block of the range is allocated (GET LBA STATUS). Default: mapped."""
         return True
 
+    def synchronous(self, op: StoreOp) -> bool:
+        """Whether ``op`` completes at once on the calling thread (the fast path, no thread
+        hop): memory that is present. Default: no, everything completes later."""
+        return False
+
+    def needs_allocation(self, offset: int, length: int) -> bool:
+        """Whether a write to the range must first :attr:`StoreOpKind.ALLOCATE` it."""
+        return False
+
+    def resident(self, offset: int, length: int) -> bool:
+        """Whether the range's memory can be touched without waiting for a disk."""
+        return True
+
+    def fault_in(self, offset: int, length: int) -> None:  # noqa: B027
+        """Bring the range into memory (a blocking read of each page). Default: nothing."""
+
+    def write_same(self, offset: int, length: int, block: bytes) -> None:
+        """Write ``block`` repeated over ``[offset, offset+length)`` (WRITE SAME)."""
+        per_chunk = max(1, (1 << 20) // len(block))
+        pattern = block * per_chunk
+        done = 0
+        while done < length:
+            n = min(len(pattern), length - done)
+            self.write(offset + done, pattern[:n])
+            done += n
+
+    def perform(self, op: StoreOp) -> None:
+        """Run ``op`` to completion on the calling thread; :class:`StoreError` on failure."""
+        _PERFORM[op.kind](self, op)
+
     def close(self) -> None:  # noqa: B027
         """Flush and release resources."""
+
+
+def _read(store: BackingStore, op: StoreOp) -> None:
+    assert isinstance(op.buffer, memoryview)
+    store.readinto(op.offset, op.buffer)
+
+
+def _write(store: BackingStore, op: StoreOp) -> None:
+    assert op.buffer is not None
+    store.write(op.offset, op.buffer)
+
+
+def _write_same(store: BackingStore, op: StoreOp) -> None:
+    assert op.buffer is not None
+    store.write_same(op.offset, op.length, bytes(op.buffer))
+
+
+def _compare_and_write(store: BackingStore, op: StoreOp) -> None:
+    raise StoreError("COMPARE AND WRITE is not offloaded by this store")
+
+
+def _call(store: BackingStore, op: StoreOp) -> None:
+    assert op.call is not None
+    op.call()
+
+
+_PERFORM = {
+    StoreOpKind.READ: _read,
+    StoreOpKind.WRITE: _write,
+    StoreOpKind.FLUSH: lambda store, op: store.flush(op.offset, op.length),
+    StoreOpKind.DISCARD: lambda store, op: store.unmap(op.offset, op.length),
+    StoreOpKind.WRITE_SAME: _write_same,
+    StoreOpKind.COMPARE_AND_WRITE: _compare_and_write,
+    StoreOpKind.ALLOCATE: lambda store, op: store.prepare_write(op.offset, op.length),
+    StoreOpKind.FAULT_IN: lambda store, op: store.fault_in(op.offset, op.length),
+    StoreOpKind.CALL: _call,
+}
+"""How a store performs each kind of operation, synchronously (a worker thread calls this
+for the operations that are not :meth:`BackingStore.synchronous`)."""

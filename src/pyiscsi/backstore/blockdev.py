@@ -84,6 +84,10 @@ class BlockStore(FileStore):
     def _allocate(self, offset: int, length: int) -> None:
         """A block device is always allocated: nothing to do."""
 
+    def needs_allocation(self, offset: int, length: int) -> bool:
+        """A device has no holes to fill: writes never wait for an allocation."""
+        return False
+
     def _release(self, first: int, last: int) -> None:
         """BLKDISCARD the range; BLKZEROOUT it if the device cannot, or still reads data."""
         span = _RANGE.pack(first, last - first)

@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 
 from .base import StoreError
-from .mapped import PAGE, MappedStore
+from .mapped import PAGE, SYNC_LIMIT, MappedStore
 
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
@@ -26,6 +26,12 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _fallocate = _libc.fallocate
 _fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 _fallocate.restype = ctypes.c_int
+_mincore = _libc.mincore
+_mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p)
+_mincore.restype = ctypes.c_int
+
+EXTENT = 64 << 10
+"""Granule of the allocation map (a byte each: 16 KiB of map per GiB of LUN)."""
 
 
 def check_size(path: Path, actual: int, size: int | None) -> None:
@@ -69,14 +75,24 @@ class FileStore(MappedStore):
                     f"{self.path} has {actual} bytes: not a positive multiple of "
                     f"block size {block_size}"
                 )
-            prot = mmap.PROT_READ if read_only else mmap.PROT_READ | mmap.PROT_WRITE
-            self._map = mmap.mmap(fd, actual, flags=mmap.MAP_SHARED, prot=prot)
+            # A read-only LUN maps the file copy-on-write: nothing can reach the file (the
+            # SCSI layer refuses writes before a byte lands), and the mapping still has a
+            # writable address for mincore(2).
+            flags = mmap.MAP_PRIVATE if read_only else mmap.MAP_SHARED
+            self._map = mmap.mmap(fd, actual, flags=flags,
+                                  prot=mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
             os.close(fd)
             raise
         self._fd = fd
         self.size = actual
-        self._view = memoryview(self._map)
+        view = memoryview(self._map)
+        self._view = view.toreadonly() if read_only else view
+        self._base = ctypes.c_char.from_buffer(self._map)
+        """Keeps the mapping's address for mincore(2) (released before the map closes)."""
+        self._address = ctypes.addressof(self._base)
+        self._residency = bytearray(SYNC_LIMIT // PAGE + 2)
+        self._extents = self._allocation_map(fd)
 
     def _refuse_missing(self, size: int | None, read_only: bool) -> None:
         """Raise ValueError when a missing ``path`` must not be created."""
@@ -102,13 +118,69 @@ class FileStore(MappedStore):
         check_size(self.path, st.st_size, size)
         return st.st_size
 
+    def _allocation_map(self, fd: int) -> bytearray:
+        """One byte per :data:`EXTENT`, 1 where the extent is wholly allocated, seeded from
+        the file's data segments (``lseek(SEEK_DATA/SEEK_HOLE)``)."""
+        extents = bytearray(-(-self.size // EXTENT))
+        position = 0
+        while position < self.size:
+            try:
+                data = os.lseek(fd, position, os.SEEK_DATA)
+                hole = os.lseek(fd, data, os.SEEK_HOLE)
+            except OSError:
+                break  # ENXIO: no data past here (or no SEEK_DATA: treat all as holes)
+            _mark_whole(extents, data, hole, self.size)
+            position = hole
+        return extents
+
+    def needs_allocation(self, offset: int, length: int) -> bool:
+        """Whether some of the range may be a hole: the map answers for extents known to
+        be allocated, one ``lseek(SEEK_HOLE)`` for the rest (which refreshes the map)."""
+        if not length:
+            return False
+        end = offset + length
+        if self._extents.find(0, offset // EXTENT, -(-end // EXTENT)) < 0:
+            return False
+        try:
+            hole = os.lseek(self._fd, offset, os.SEEK_HOLE)
+        except OSError:
+            return True
+        if hole < end:
+            return True
+        _mark_whole(self._extents, offset, hole, self.size)
+        return False
+
     def prepare_write(self, offset: int, length: int) -> None:
-        """Allocate ``[offset, offset+length)`` so writing the mapping cannot SIGBUS."""
+        """Allocate ``[offset, offset+length)`` so writing the mapping cannot SIGBUS; only
+        the extents not yet allocated (the map says which) cost a fallocate."""
         self._check(offset, length)
         if self.read_only:
             raise StoreError("store is read-only", sense_key=0x07, asc=0x27, ascq=0x00)
-        if length:
+        if self.needs_allocation(offset, length):
             self._allocate(offset, length)
+            _mark_whole(self._extents, offset, offset + length, self.size)
+
+    def resident(self, offset: int, length: int) -> bool:
+        """Whether every page of the range is in memory (mincore(2)): touching it from the
+        loop then costs no disk read."""
+        start = offset // PAGE * PAGE
+        pages = -(-(offset + length - start) // PAGE)
+        if not length or pages > len(self._residency):
+            return not length
+        vec = self._residency
+        if _mincore(self._address + start, pages * PAGE,
+                    (ctypes.c_char * len(vec)).from_buffer(vec)) != 0:
+            return False
+        return vec.find(0, 0, pages) < 0
+
+    def fault_in(self, offset: int, length: int) -> None:
+        """Read every page of the range once (off the loop), so the loop finds it present."""
+        self._check(offset, length)
+        self._map.madvise(mmap.MADV_WILLNEED, offset // PAGE * PAGE,
+                          offset + length - offset // PAGE * PAGE)
+        view = self._view
+        for page in range(offset // PAGE * PAGE, offset + length, PAGE):
+            view[page]
 
     def _allocate(self, offset: int, length: int) -> None:
         """Allocate the blocks of a non-empty range (``posix_fallocate``)."""
@@ -139,6 +211,8 @@ class FileStore(MappedStore):
         super().unmap(offset, length)
 
     def _release(self, first: int, last: int) -> None:
+        self._extents[first // EXTENT:-(-last // EXTENT)] = bytes(
+            -(-last // EXTENT) - first // EXTENT)
         mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
         if _fallocate(self._fd, mode, first, last - first) != 0:
             err = ctypes.get_errno()
@@ -163,6 +237,15 @@ class FileStore(MappedStore):
         try:
             self.flush()
         finally:
+            del self._base
             self._unmap_mapping()
             os.close(self._fd)
             self._fd = -1
+
+
+def _mark_whole(extents: bytearray, start: int, end: int, size: int) -> None:
+    """Mark the extents lying wholly inside the allocated range ``[start, end)``."""
+    first = -(-start // EXTENT)
+    last = len(extents) if end >= size else end // EXTENT
+    if last > first:
+        extents[first:last] = b"\x01" * (last - first)

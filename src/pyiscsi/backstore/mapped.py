@@ -12,8 +12,13 @@ import contextlib
 import mmap
 
 from .base import BackingStore
+from .ops import StoreOp, StoreOpKind
 
 PAGE = mmap.PAGESIZE
+SYNC_LIMIT = 1 << 20
+"""Memory operations up to this size run on the loop (a memcpy of at most ~50 µs); larger
+ones go to a worker so other commands are not held up."""
+_MEMORY_KINDS = frozenset({StoreOpKind.READ, StoreOpKind.WRITE, StoreOpKind.WRITE_SAME})
 
 
 class MappedStore(BackingStore):
@@ -25,6 +30,11 @@ class MappedStore(BackingStore):
     @property
     def memory_addressable(self) -> bool:
         return True
+
+    def synchronous(self, op: StoreOp) -> bool:
+        """Small reads and writes of memory that is present run at once."""
+        return (op.kind in _MEMORY_KINDS and op.length <= SYNC_LIMIT
+                and self.resident(op.offset, op.length))
 
     def _check(self, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or offset + length > self.size:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import mmap
 
-from .mapped import PAGE, MappedStore
+from .mapped import PAGE, SYNC_LIMIT, MappedStore
+from .ops import StoreOp, StoreOpKind
 
 _ONES = memoryview(b"\x01" * 65536)
 
@@ -32,6 +33,12 @@ class MemoryStore(MappedStore):
         self._view = memoryview(self._map)
         self._pages = bytearray((size + PAGE - 1) // PAGE)
         """1 where a page may hold data (written since last unmapped)."""
+
+    def synchronous(self, op: StoreOp) -> bool:
+        """RAM: everything small runs at once; a flush is nothing at all."""
+        if op.kind is StoreOpKind.FLUSH or op.kind is StoreOpKind.ALLOCATE:
+            return True
+        return op.kind is not StoreOpKind.CALL and op.length <= SYNC_LIMIT
 
     def _mark(self, offset: int, length: int) -> None:
         first = offset // PAGE

@@ -20,7 +20,7 @@ from .cdb import LBA_COUNT, Op, ServiceAction, cdb_length, control_byte
 from .lun import LogicalUnit
 from .sbc import Handler
 from .sense import Asc, ScsiError, SenseKey, fixed_sense, guarded, store_error_result
-from .task import DataOutPlan, ScsiRequest, ScsiResult
+from .task import DataOutPlan, Outcome, ScsiRequest, ScsiResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +189,7 @@ def _service_action_handler(actions: Mapping[int, Command]) -> Handler:
     """Dispatch on the SERVICE ACTION field; unknown -> INVALID FIELD IN CDB (SPC-4 §4.2.5.2)."""
     handlers = {sa: command.handler for sa, command in actions.items()}
 
-    def by_service_action(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
+    def by_service_action(lu: LogicalUnit, request: ScsiRequest) -> Outcome:
         handler = handlers.get(request.cdb[1] & 0x1F)
         if handler is None:
             raise ScsiError.invalid_field_in_cdb(1, 4)
@@ -211,7 +211,7 @@ _INVALID_OPCODE = fixed_sense(
 )
 
 
-def execute(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
+def execute(lu: LogicalUnit, request: ScsiRequest) -> Outcome:
     """Run one command on ``lu`` (SAM-5 §5.1): a result, or where its Data-Out goes."""
     cdb = request.cdb
     handler = HANDLERS.get(cdb[0])

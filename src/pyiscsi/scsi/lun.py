@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..backstore.base import BackingStore
+from .busy import BusyRanges
 from .reservations import Reservations
 from .sanitize import SanitizeState
 from .task import Nexus
@@ -43,12 +44,9 @@ class LogicalUnit:
     blocks means up to the last LBA (bounded by MAXIMUM WRITE SAME LENGTH)."""
     max_atomic_transfer_bytes = 1 << 20
     """MAXIMUM ATOMIC TRANSFER LENGTH in bytes (SBC-4 §6.6.4); alignment/granularity: none."""
-    sanitize_overwrite_seconds = 8.0
-    """How long a SANITIZE OVERWRITE stays in progress (SBC-4 §4.11): the pattern is written at
-    once, then the LU answers NOT READY / SANITIZE IN PROGRESS this long, like a medium being
-    overwritten (long enough for an initiator to see it, e.g. across resets)."""
-    sanitize_erase_seconds = 0.0
-    """How long SANITIZE BLOCK ERASE / CRYPTOGRAPHIC ERASE stay in progress: instant."""
+    sanitize_pace = 1 << 30
+    """Bytes a second a SANITIZE may erase (0: as fast as it goes): it runs off the loop,
+    and the pace keeps other logical units at their speed (SBC-4 §4.11)."""
 
     def __init__(self, number: int, store: BackingStore, target_name: str) -> None:
         self.number = number
@@ -92,6 +90,8 @@ class LogicalUnit:
             Path(f"{store_path}.pr.json") if store_path is not None else None
         )
         """Reservation state (SPC-4 §5.13); APTPL state lives in ``<store path>.pr.json``."""
+        self.busy = BusyRanges()
+        """Byte ranges store work in flight is changing (later overlapping commands wait)."""
         self.sanitize = SanitizeState()
         """The sanitize operation (SBC-4 §4.11): in progress, or failed; resets keep it."""
 

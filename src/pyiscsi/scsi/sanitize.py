@@ -1,20 +1,17 @@
 """SANITIZE (SBC-4 §5.30) and the sanitize operation state of a logical unit (SBC-4 §4.11).
 
 Service actions: OVERWRITE (01h), BLOCK ERASE (02h), CRYPTOGRAPHIC ERASE (03h), EXIT FAILURE
-MODE (1Fh). The store is erased in one step when the command is accepted (it is RAM or an
-mmap'd file); the operation then stays *in progress* for an emulated duration measured on the
-monotonic clock (``LogicalUnit.sanitize_overwrite_seconds`` / ``sanitize_erase_seconds``).
-While it runs, every command but INQUIRY, REPORT LUNS and REQUEST SENSE ends in NOT READY /
-SANITIZE IN PROGRESS with a PROGRESS INDICATION (SBC-4 §4.11.2); REQUEST SENSE answers that
-sense as its data. Resets do not stop it (SBC-4 §4.11.1). With IMMED=0 the status waits for
-the end of the operation (:attr:`ScsiResult.pending`); with IMMED=1 it is GOOD at once.
+MODE (1Fh). The erase is store work (:class:`~pyiscsi.scsi.task.StoreWork`): it runs off the
+event loop, in chunks, at a pace limit (``LogicalUnit.sanitize_pace`` bytes a second), and
+the PROGRESS INDICATION reports the bytes really erased. While it runs, every command but
+INQUIRY, REPORT LUNS and REQUEST SENSE ends in NOT READY / SANITIZE IN PROGRESS (SBC-4
+§4.11.2); REQUEST SENSE answers that sense as its data. Resets do not stop it (SBC-4
+§4.11.1). With IMMED=0 the status waits for the end of the operation; with IMMED=1 it is
+GOOD at once and the erase goes on in the background.
 
 A sanitize whose erase fails (a :class:`StoreError`) leaves the LU in *sanitize failure
 mode*: medium access ends in MEDIUM ERROR / SANITIZE COMMAND FAILED until a sanitize
 succeeds, or until EXIT FAILURE MODE when the failed command had AUSE=1 (SBC-4 §4.11.3).
-
-The core has no threads: the state advances when commands arrive and when the iSCSI layer
-polls a pending status, both against the deadline.
 """
 
 from __future__ import annotations
@@ -26,10 +23,10 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from ..backstore.base import StoreError
+from ..backstore.ops import StoreOp, StoreOpKind
 from ..proto.wire import ScsiStatus
 from .sense import Asc, ScsiError, SenseKey, fixed_sense
-from .task import DataOutPlan, ScsiRequest, ScsiResult
+from .task import DataOutPlan, ScsiRequest, ScsiResult, StoreWork
 
 if TYPE_CHECKING:
     from .lun import LogicalUnit
@@ -63,52 +60,44 @@ PATTERN LENGTH; the pattern follows (SBC-4 §5.30.2.2 table 93)."""
 
 @dataclass(slots=True)
 class SanitizeState:
-    """The sanitize operation of one logical unit (SBC-4 §4.11), driven by ``clock``."""
+    """The sanitize operation of one logical unit (SBC-4 §4.11). The erase runs on a worker
+    thread and advances ``done``; the loop only reads it (one int: atomic under the GIL)."""
 
-    clock: Callable[[], float] = time.monotonic
     active: bool = False
     """Running or in failure mode: :func:`gate` must look at every command (a fast test)."""
-    started: float = 0.0
-    deadline: float = 0.0
-    """When the running operation ends (0: none runs)."""
+    in_progress: bool = False
+    total: int = 0
+    done: int = 0
+    """Bytes erased so far by the running operation."""
     failure_mode: bool = False
     exit_allowed: bool = False
     """The failed operation had AUSE=1: EXIT FAILURE MODE may end failure mode."""
 
     def running(self) -> bool:
-        """Whether an operation is in progress; ends it once its deadline has passed."""
-        if self.deadline and self.clock() >= self.deadline:
-            self.deadline = 0.0
-            self.active = self.failure_mode
-        return bool(self.deadline)
+        """Whether an operation is in progress."""
+        return self.in_progress
 
-    def start(self, duration: float) -> None:
-        """A successful erase begins an operation lasting ``duration`` seconds."""
+    def begin(self, total: int) -> None:
+        """An operation over ``total`` bytes starts: the LU is busy from now on."""
         self.failure_mode = self.exit_allowed = False
-        self.active = duration > 0
-        self.started = self.clock()
-        self.deadline = self.started + duration if duration > 0 else 0.0
+        self.in_progress = self.active = True
+        self.total, self.done = total, 0
+
+    def finish(self) -> None:
+        """The erase ended well: the LU serves commands again."""
+        self.in_progress = False
+        self.active = self.failure_mode
 
     def fail(self, ause: bool) -> None:
         """The erase failed: enter sanitize failure mode (SBC-4 §4.11.3)."""
-        self.deadline = 0.0
+        self.in_progress = False
         self.failure_mode = self.active = True
         self.exit_allowed = ause
 
     def progress(self) -> int:
-        """PROGRESS INDICATION: the fraction done, in 65536ths (SPC-4 §4.5.2.4.4)."""
-        span = self.deadline - self.started
-        done = (self.clock() - self.started) / span if span > 0 else 1.0
+        """PROGRESS INDICATION: the fraction erased, in 65536ths (SPC-4 §4.5.2.4.4)."""
+        done = self.done / self.total if self.total else 1.0
         return max(0, min(0xFFFF, int(done * 0x10000)))
-
-    def completion(self) -> Callable[[], ScsiResult | None]:
-        """The pending status of an IMMED=0 SANITIZE: GOOD once this operation has ended."""
-        deadline = self.deadline
-
-        def poll() -> ScsiResult | None:
-            return None if self.clock() < deadline else ScsiResult()
-
-        return poll
 
 
 # --- the gate in front of every command while an operation runs or failed ---------------
@@ -164,34 +153,61 @@ def _prologue(lu: LogicalUnit, cdb: bytes, lengths: range) -> int:
     return length
 
 
-def _fill(lu: LogicalUnit, block: bytes) -> None:
+CHUNK = 1 << 20
+"""Bytes erased between two looks at the pace and the progress."""
+
+
+def _paced(lu: LogicalUnit, step: Callable[[int, int], None]) -> Callable[[], None]:
+    """The erase as blocking work: ``step(offset, length)`` over the whole medium, chunk by
+    chunk, counting progress and keeping below ``lu.sanitize_pace`` bytes a second."""
+    state = lu.sanitize
+    size = lu.blocks * lu.block_size
+
+    def work() -> None:
+        started = time.monotonic()
+        for offset in range(0, size, CHUNK):
+            n = min(CHUNK, size - offset)
+            step(offset, n)
+            state.done = offset + n
+            pace = lu.sanitize_pace
+            if pace:
+                ahead = state.done / pace - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+        lu.store.flush()
+
+    return work
+
+
+def _fill(lu: LogicalUnit, block: bytes) -> Callable[[int, int], None]:
     """Write ``block`` to every LBA; a zero block on a thin LU deallocates instead (LBPRZ)."""
     store = lu.store
-    bs = lu.block_size
     if lu.thin and not any(block):
-        store.unmap(0, lu.blocks * bs)
-        return
-    per_chunk = max(1, (1 << 20) // bs)
-    chunk = block * min(lu.blocks, per_chunk)
-    for lba in range(0, lu.blocks, per_chunk):
-        n = min(per_chunk, lu.blocks - lba)
-        store.write(lba * bs, chunk[: n * bs])
+        return store.unmap
+    chunk = block * (CHUNK // len(block))
+    return lambda offset, length: store.write(offset, chunk[:length])
 
 
-def _run(lu: LogicalUnit, cdb: bytes, erase: Callable[[], None], duration: float) -> ScsiResult:
-    """Erase now, then keep the LU busy for ``duration``; the status waits for the end
-    unless IMMED=1. A failed erase is SANITIZE COMMAND FAILED and failure mode."""
+def _run(lu: LogicalUnit, cdb: bytes, step: Callable[[int, int], None]
+         ) -> ScsiResult | StoreWork:
+    """Start the erase as store work; the status waits for its end unless IMMED=1. A
+    failed erase is SANITIZE COMMAND FAILED and failure mode."""
     state = lu.sanitize
-    try:
-        erase()
-        lu.store.flush()
-    except StoreError as err:
+    state.begin(lu.blocks * lu.block_size)
+
+    def failed(err: Exception) -> ScsiResult:
         state.fail(ause=bool(cdb[1] & AUSE))
-        raise ScsiError(SenseKey.MEDIUM_ERROR, Asc.SANITIZE_COMMAND_FAILED) from err
-    state.start(duration)
-    if cdb[1] & IMMED or not state.deadline:
+        return ScsiError(SenseKey.MEDIUM_ERROR, Asc.SANITIZE_COMMAND_FAILED).result()
+
+    def finished() -> ScsiResult:
+        state.finish()
         return ScsiResult()
-    return ScsiResult(pending=state.completion())
+
+    work = StoreWork(lu.store, (StoreOp(StoreOpKind.CALL, 0, state.total,
+                                        call=_paced(lu, step)),), finished, failed)
+    if cdb[1] & IMMED:
+        return ScsiResult(background=work)
+    return work
 
 
 def overwrite(lu: LogicalUnit, request: ScsiRequest) -> DataOutPlan:
@@ -202,7 +218,7 @@ def overwrite(lu: LogicalUnit, request: ScsiRequest) -> DataOutPlan:
     length = _prologue(lu, cdb, range(5, lu.block_size + 5))
     buffer = memoryview(bytearray(length))
 
-    def complete(received: int) -> ScsiResult:
+    def complete(received: int) -> ScsiResult | StoreWork:
         params = bytes(buffer[: min(received, length)])
         if len(params) < length:
             raise ScsiError.illegal(Asc.PARAMETER_LIST_LENGTH_ERROR)
@@ -220,21 +236,20 @@ def overwrite(lu: LogicalUnit, request: ScsiRequest) -> DataOutPlan:
         if flags & 0x80 and count % 2 == 0:
             pattern = bytes(b ^ 0xFF for b in pattern)
         block = (pattern * -(-lu.block_size // pattern_length))[: lu.block_size]
-        return _run(lu, cdb, lambda: _fill(lu, block), lu.sanitize_overwrite_seconds)
+        return _run(lu, cdb, _fill(lu, block))
 
     return DataOutPlan(buffer=buffer, length=length, complete=complete, staged=True)
 
 
-def _erase_handler(action: str) -> Callable[[LogicalUnit, ScsiRequest], ScsiResult]:
+def _erase_handler(action: str
+                   ) -> Callable[[LogicalUnit, ScsiRequest], ScsiResult | StoreWork]:
     """BLOCK ERASE / CRYPTOGRAPHIC ERASE (SBC-4 §5.30.2.3-4): no parameter list. Every LBA is
     deallocated and reads back zeros (LBPRZ); this emulation has no media encryption key to
     change, so a cryptographic erase ends in the same state (unreadable old data)."""
 
-    def erase(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
-        cdb = request.cdb
-        _prologue(lu, cdb, range(1))
-        size = lu.blocks * lu.block_size
-        return _run(lu, cdb, lambda: lu.store.unmap(0, size), lu.sanitize_erase_seconds)
+    def erase(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | StoreWork:
+        _prologue(lu, request.cdb, range(1))
+        return _run(lu, request.cdb, lu.store.unmap)
 
     erase.__name__ = action
     return erase

@@ -21,9 +21,9 @@ from .cdb import (
 )
 from .lun import LogicalUnit
 from .sense import Asc, ScsiError
-from .task import DataOutPlan, ScsiRequest, ScsiResult
+from .task import DataOutPlan, ScsiRequest, ScsiResult, StoreWork
 
-Handler = Callable[[LogicalUnit, ScsiRequest], "ScsiResult | DataOutPlan"]
+Handler = Callable[[LogicalUnit, ScsiRequest], "ScsiResult | DataOutPlan | StoreWork"]
 PAGE = 4096
 _CHUNK = 1 << 16
 

@@ -13,7 +13,7 @@ from enum import IntEnum
 
 from ..backstore.base import StoreError
 from ..proto.wire import ScsiStatus
-from .task import ScsiResult
+from .task import ScsiResult, StoreWork
 
 
 class SenseKey(IntEnum):
@@ -206,10 +206,11 @@ def store_error_result(err: StoreError) -> ScsiResult:
     )
 
 
-def guarded(complete: Callable[[int], ScsiResult]) -> Callable[[int], ScsiResult]:
+def guarded(complete: Callable[[int], ScsiResult | StoreWork]
+            ) -> Callable[[int], ScsiResult | StoreWork]:
     """Wrap a Data-Out completion so its errors become CHECK CONDITION results."""
 
-    def run(received: int) -> ScsiResult:
+    def run(received: int) -> ScsiResult | StoreWork:
         try:
             return complete(received)
         except ScsiError as err:

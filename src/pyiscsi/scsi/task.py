@@ -11,8 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeAlias
 
 from ..proto.wire import ScsiStatus
+
+if TYPE_CHECKING:
+    from ..backstore.base import BackingStore
+    from ..backstore.ops import StoreOp
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +60,9 @@ class ScsiResult:
     status: ScsiStatus = ScsiStatus.GOOD
     sense: bytes = b""
     data: bytes | bytearray | memoryview | None = None
-    pending: Callable[[], ScsiResult | None] | None = None
-    """Set when the command's status waits for a background operation (SANITIZE with
-    IMMED=0, SBC-4 §5.30): the iSCSI layer polls it (on its timer) and sends the result it
-    answers; None means still running. An aborted task is never polled again."""
+    background: StoreWork | None = None
+    """Store work that goes on after this result is sent (SANITIZE with IMMED=1, SBC-4
+    §5.30): the iSCSI layer submits it and does not wait for it."""
 
 
 @dataclass(slots=True)
@@ -74,8 +78,40 @@ class DataOutPlan:
 
     buffer: memoryview
     length: int
-    complete: Callable[[int], ScsiResult]
+    complete: Callable[[int], ScsiResult | StoreWork]
     staged: bool = False
+
+
+@dataclass(slots=True)
+class StoreWork:
+    """Store operations a command waits for (SAM-5 §5.1: the task stays in the task set).
+
+    The iSCSI layer runs ``ops`` in order, at once when the store says each is
+    :meth:`~pyiscsi.backstore.base.BackingStore.synchronous`, else off the loop with the
+    completion fed back; then calls ``then()`` for what comes next. A failing op ends the
+    command with its :class:`~pyiscsi.backstore.base.StoreError` sense. ``ranges`` are the
+    byte ranges the work changes: later commands that overlap them wait for it.
+    """
+
+    store: BackingStore
+    ops: tuple[StoreOp, ...]
+    then: Callable[[], Outcome]
+    on_error: Callable[[Exception], ScsiResult | None] | None = None
+    """Told of a failure before it becomes the command's sense (e.g. SANITIZE fails)."""
+
+    @property
+    def ranges(self) -> list[tuple[int, int]]:
+        """``(start, end)`` byte ranges the ops change (a CALL: the whole store)."""
+        out = []
+        for op in self.ops:
+            if op.modifying:
+                out.append((op.offset, op.offset + op.length) if op.call is None
+                           else (0, self.store.size))
+        return out
+
+
+Outcome: TypeAlias = "ScsiResult | DataOutPlan | StoreWork"
+"""What the SCSI layer answers a command with."""
 
 
 def lun_from_field(field: int) -> int:

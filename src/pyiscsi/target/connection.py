@@ -34,18 +34,22 @@ from ..proto.wire import (
     ScsiStatus,
 )
 from ..scsi import dispatch
+from ..scsi.busy import command_range
 from ..scsi.sense import Asc, SenseKey
-from ..scsi.task import DataOutPlan, Nexus, ScsiRequest, ScsiResult, lun_from_field
+from ..scsi.task import DataOutPlan, Nexus, Outcome, ScsiRequest, ScsiResult, lun_from_field
 from . import tmf
 from .attach import attach, login_config
 from .opcodes import FULL_FEATURE_ONLY, LOGIN_ONLY, NEVER, OpcodeRule, Ordering, Phase
 from .session import Admission, Session
+from .storework import INTERNAL_FAILURE, StoreRequest, StoreWorks
 from .task import Task
+from .taskset import TaskSets
 from .text import TextExchange
 from .transfer import Transfers, check_condition
 
 if TYPE_CHECKING:
     from ..proto.keys import SessionParams
+    from ..scsi.lun import LogicalUnit
     from .catalog import Catalog, Target
 
 log = logging.getLogger("pyiscsi.target")
@@ -66,8 +70,6 @@ command that writes nothing (4Bh/02h)."""
 _UNWANTED_IMMEDIATE_DATA = check_condition(SenseKey.ILLEGAL_REQUEST,
                                             Asc.INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT)
 """Immediate data while ImmediateData=No was negotiated (RFC 7143 §13.11)."""
-_INTERNAL_FAILURE = check_condition(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE)
-"""The SCSI layer raised: the command ends, the connection stays."""
 _TASK_SET_FULL = ScsiResult(ScsiStatus.TASK_SET_FULL)
 """No room to stage a held command's unsolicited data (SAM-5 §5.3.1): retry later."""
 
@@ -94,6 +96,8 @@ class TargetConnection:
         self.transfers = Transfers(self.table, r2t_budget=r2t_budget, send_r2t=self._send_r2t,
                                    log=self.log)
         self.tasks = self.transfers.tasks
+        self.store_works = StoreWorks()
+        self._task_sets = TaskSets(self._run_task)
         self.receiver = Receiver(self, max_data_length=_LOGIN_DATA_LIMIT,
                                  on_pdu=self._on_pdu, screen=self._screen)
         self.phase = Phase.LOGIN
@@ -139,11 +143,7 @@ class TargetConnection:
         """Time passes (aioquic-style ``handle_timer``): ping an idle initiator with a NOP-In
         (RFC 7143 §11.19, TTT != 0xFFFFFFFF asks for an answer), declare it dead when it
         has been silent for ``dead_after`` seconds, and close a connection that has sat on
-        part of a PDU for ``partial_pdu_timeout`` seconds. Also answers the tasks whose
-        status waits for a background operation (:attr:`ScsiResult.pending`)."""
-        for task in [t for t in self.tasks.values()
-                     if t.result is not None and t.result.pending is not None]:
-            self._progress(task)
+        part of a PDU for ``partial_pdu_timeout`` seconds."""
         if not self._last_rx:
             self._last_rx = now
         idle = now - self._last_rx
@@ -196,6 +196,7 @@ class TargetConnection:
             if session is not None and task.started:
                 session.task_done(task.immediate)
         self.transfers.clear()
+        self.store_works.clear()
         self._held.clear()
         REGISTRY.unregister(self.number)
         self.log.info("connection from %s closed%s", self.peer,
@@ -357,17 +358,27 @@ class TargetConnection:
     # ------------------------------------------------------------------ commands
 
     def _execute(self, task: Task) -> None:
-        """Run the SCSI layer for a task whose CmdSN has been reached."""
+        """A task's CmdSN was reached: it counts in the window and runs in task-set order
+        (ORDERED / HEAD OF QUEUE, :mod:`.taskset`)."""
         session = self.session
-        assert session is not None and self.target is not None
+        assert session is not None
         session.task_started(task.immediate)
         task.started = True
+        self._task_sets.start(task)
+
+    def _run_task(self, task: Task) -> None:
+        """Run the SCSI layer for a task, once no store work in flight changes the bytes it
+        touches (on this LU, from any session)."""
+        assert self.target is not None
+        lu = self.target.luns.get(task.lun)
+        if lu is not None and lu.busy and self._waits_for_busy(lu, task):
+            lu.busy.wait(lambda: self._retry(task))
+            return
         cmd = task.cmd
-        cdb = cmd.cdb + _extended_cdb(task.ahs)
+        cdb = cmd.cdb + _extended_cdb(task.ahs) if task.ahs else cmd.cdb
         request = ScsiRequest(cdb=cdb, expected_length=cmd.expected_length, read=cmd.read,
                               write=cmd.write, nexus=self._nexus, task_tag=cmd.itt)
-        lu = self.target.luns.get(task.lun)
-        outcome: ScsiResult | DataOutPlan
+        outcome: Outcome
         try:
             if lu is not None and lu.reservations.spc2_holder not in (None, self._nexus):
                 self._reap_departed(lu.reservations.spc2_holder)
@@ -381,17 +392,68 @@ class TargetConnection:
         except Exception:
             self.log.exception("ITT 0x%08x opcode 0x%02x: SCSI layer failed", cmd.itt, cdb[0])
             self.internal_errors += 1
-            outcome = _INTERNAL_FAILURE
-        if isinstance(outcome, DataOutPlan):
-            task.plan = outcome
-            task.want = outcome.length
+            outcome = INTERNAL_FAILURE
+        self._settle(task, outcome)
+
+    def _waits_for_busy(self, lu: LogicalUnit, task: Task) -> bool:
+        span = command_range(task.cmd.cdb, lu.block_size, lu.blocks)
+        return span is not None and lu.busy.overlaps(*span)
+
+    def _retry(self, task: Task) -> bool:
+        """A busy range freed: run the waiting task if it may; True once it waits no more."""
+        if self.phase is Phase.CLOSED or self.tasks.get(task.itt) is not task:
+            return True
+        if task.aborted:
+            self._progress(task)
+            return True
+        assert self.target is not None
+        lu = self.target.luns.get(task.lun)
+        if lu is not None and lu.busy and self._waits_for_busy(lu, task):
+            return False
+        self._run_task(task)
+        self._progress(task)
+        return True
+
+    def _settle(self, task: Task, outcome: Outcome) -> None:
+        """Take what the SCSI layer answered: store work runs at once when the store can,
+        else the task waits for its completion (:meth:`store_completed`); a plan opens the
+        data phase; a result ends the task (once its open bursts have drained)."""
+        lu = self.target.luns.get(task.lun) if self.target is not None else None
+        settled = self.store_works.settle(outcome, lambda o: self._resumed(task, o),
+                                          lu.busy if lu is not None else None)
+        if settled is None:
+            task.store_busy = True
+        elif isinstance(settled, DataOutPlan):
+            if task.data_done:  # a completion may not ask for more data
+                task.result = INTERNAL_FAILURE
+                return
+            task.plan = settled
+            task.want = settled.length
             # The Data-Out bytes land in the plan's buffer (the store's memory). Only what the
             # CDB transfers is solicited: an EDTL beyond it is never allocated (§11.4.5).
-            task.limit = min(task.edtl, outcome.length)
-            task.buffer = outcome.buffer
+            task.limit = min(task.edtl, settled.length)
+            task.buffer = settled.buffer
         else:
-            task.result = outcome
-            self.transfers.drain(task)
+            task.result = settled
+            if not task.data_done:
+                self.transfers.drain(task)
+
+    def _resumed(self, task: Task, outcome: Outcome) -> None:
+        """Store work of the task completed (fed in by the transport)."""
+        task.store_busy = False
+        if self.phase is Phase.CLOSED or self.tasks.get(task.itt) is not task:
+            return
+        if not task.aborted:
+            self._settle(task, outcome)
+        self._progress(task)
+
+    def store_completed(self, token: int, error: BaseException | None = None) -> None:
+        """The transport ran store request ``token`` (``error``: what it raised)."""
+        self.store_works.completed(token, error)
+
+    def take_store_requests(self) -> list[StoreRequest]:
+        """Store work to run off the loop (each answered with :meth:`store_completed`)."""
+        return self.store_works.take()
 
     def _start_held(self, task: Task) -> None:
         """A held command's CmdSN is reached: it runs, unless it was aborted meanwhile."""
@@ -418,12 +480,13 @@ class TargetConnection:
                     conn.dead = True
 
     def _progress(self, task: Task) -> None:
-        """Move a write forward: more R2Ts, or the response once every byte has landed."""
+        """Move a task forward: more R2Ts, the data phase's completion once every byte has
+        landed, or the response; nothing while its store work is in flight."""
         if task.aborted:
-            if self.transfers.all_landed(task):
+            if self.transfers.all_landed(task) and not task.store_busy:
                 self._finish_task(task)
             return
-        if not task.started:
+        if not task.started or task.store_busy:
             return
         if task.result is not None:
             if self.transfers.all_landed(task):
@@ -440,7 +503,10 @@ class TargetConnection:
                 COUNTERS.rx_staged += n
             if plan.staged:
                 COUNTERS.rx_staged += arrived  # the SCSI layer copies it to the store
-            self._respond(task, plan.complete(arrived))
+            task.data_done = True
+            self._settle(task, plan.complete(arrived))
+            if task.result is not None:
+                self._respond(task, task.result)
             return
         self.transfers.solicit(task)
 
@@ -463,12 +529,6 @@ class TargetConnection:
         Residuals (§11.4.5): the command's own transfer amount (the CDB's, for writes the
         plan's length) against the Expected Data Transfer Length.
         """
-        if result.pending is not None:
-            final = result.pending()
-            if final is None:
-                task.result = result  # still running: :meth:`tick` asks again
-                return
-            result = final
         if result.status != ScsiStatus.GOOD and self.log.isEnabledFor(logging.DEBUG):
             self.log.debug("ITT 0x%08x opcode 0x%02x: status 0x%02x sense %s", task.itt,
                            task.cmd.cdb[0], result.status, result.sense[:18].hex())
@@ -530,6 +590,10 @@ class TargetConnection:
     def _finish_task(self, task: Task) -> None:
         if self.transfers.forget(task) and task.started and self.session is not None:
             self.session.task_done(task.immediate)
+        if task.in_task_set:
+            self._task_sets.ended(task)
+        elif task.started:
+            self._task_sets.forget(task)
 
     # ------------------------------------------------------------------ events
 

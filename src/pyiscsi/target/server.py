@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from ..placement.counters import COUNTERS
 from ..proto.framing import DIGEST_ERRORS
+from ..transport.store_runner import StoreRunner
 from ..transport.stream import Stats, StreamProtocol
 from .catalog import Catalog
 from .connection import TargetConnection
@@ -25,10 +26,13 @@ class TargetServer:
         self.catalog = catalog
         self._servers: list[asyncio.AbstractServer] = []
         self._protocols: set[StreamProtocol] = set()
+        self.store_runner: StoreRunner | None = None
 
     async def start(self, portals: list[tuple[str, int]]) -> list[tuple[str, int]]:
         """Bind every portal; returns the bound (host, port) pairs (real ports for port 0)."""
         loop = asyncio.get_running_loop()
+        if self.store_runner is None:
+            self.store_runner = StoreRunner(loop)
         bound: list[tuple[str, int]] = []
         for host, port in portals:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -51,7 +55,8 @@ class TargetServer:
             return TargetConnection(catalog, peer)
 
         proto = StreamProtocol(make, login_timeout=catalog.limits.login_timeout,
-                               on_lost=self._protocols.discard)
+                               on_lost=self._protocols.discard,
+                               store_runner=self.store_runner)
         self._protocols.add(proto)
         return proto
 
@@ -64,6 +69,9 @@ class TargetServer:
         for server in self._servers:
             await server.wait_closed()
         await asyncio.sleep(0)
+        if self.store_runner is not None:
+            # store work still running finishes before the stores are flushed and closed
+            await asyncio.get_running_loop().run_in_executor(None, self.store_runner.close)
         for target in self.catalog.targets.values():
             for lu in target.luns.values():
                 lu.store.flush()

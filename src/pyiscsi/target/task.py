@@ -18,10 +18,12 @@ class Task:
         "ahs",
         "buffer",
         "cmd",
+        "data_done",
         "datasn",
         "edtl",
         "held_bytes",
         "immediate",
+        "in_task_set",
         "itt",
         "limit",
         "lun",
@@ -32,6 +34,7 @@ class Task:
         "received",
         "result",
         "started",
+        "store_busy",
         "unsol_buffer",
         "unsol_end",
         "unsol_tag",
@@ -66,6 +69,12 @@ class Task:
         self.aborted = False
         self.started = False
         """Executed: its CmdSN was reached (it counts in the session's window)."""
+        self.in_task_set = False
+        """Counted as running in its session's task set of its LU (:mod:`.taskset`)."""
+        self.store_busy = False
+        """Store work of this task is in flight: the task waits for its completion."""
+        self.data_done = False
+        """Every Data-Out byte has landed and the data phase's completion has run."""
         self.waiting = False
         """Queued for a data pointer table entry (its next R2T waits for one)."""
 

@@ -18,6 +18,8 @@ from typing import Protocol
 
 from ..placement.counters import COUNTERS
 from ..proto.errors import ProtocolError
+from ..target.storework import StoreRequest
+from .store_runner import StoreRunner
 
 log = logging.getLogger("pyiscsi.transport")
 
@@ -40,6 +42,8 @@ class Engine(Protocol):
     @property
     def dead(self) -> bool: ...
     def take_output(self) -> tuple[list[Buffer], int]: ...
+    def take_store_requests(self) -> list[StoreRequest]: ...
+    def store_completed(self, token: int, error: BaseException | None = None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -61,8 +65,10 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
     def __init__(self, make_engine: Callable[[str], Engine], *,
                  login_timeout: float | None = None,
-                 on_lost: Callable[[StreamProtocol], None] | None = None) -> None:
+                 on_lost: Callable[[StreamProtocol], None] | None = None,
+                 store_runner: StoreRunner | None = None) -> None:
         self._make_engine = make_engine
+        self._runner = store_runner
         self._login_timeout = login_timeout
         self._on_lost = on_lost
         self.engine: Engine | None = None
@@ -173,9 +179,12 @@ class StreamProtocol(asyncio.BufferedProtocol):
             return
         try:
             out, payload = engine.take_output()
+            requests = engine.take_store_requests()
         except Exception:
             self._internal_error("take_output")
             return
+        for request in requests:
+            self._run_store(request)
         if out:
             if transport.is_closing():
                 return
@@ -186,6 +195,33 @@ class StreamProtocol(asyncio.BufferedProtocol):
                 COUNTERS.tx_copied += payload
         if engine.close_after_send:
             transport.close()
+
+    def _run_store(self, request: StoreRequest) -> None:
+        """Store work goes to the runner; without one (tests), it runs here and now."""
+        if self._runner is not None:
+            self._runner.submit(request, self._store_done)
+            return
+        error: BaseException | None = None
+        try:
+            for op in request.ops:
+                request.store.perform(op)
+        except Exception as exc:
+            error = exc
+        self._loop.call_soon(self._store_done, request.token, error)
+
+    def _store_done(self, token: int, error: BaseException | None) -> None:
+        """A store request completed: feed it to the engine, send what that produced."""
+        engine = self.engine
+        if engine is None:
+            return
+        try:
+            engine.store_completed(token, error)
+        except Exception:
+            self._internal_error("store_completed")
+            return
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._deferred_flush)
 
     def _tick(self) -> None:
         engine, transport = self.engine, self.transport

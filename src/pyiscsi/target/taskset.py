@@ -1,0 +1,93 @@
+"""Task attributes in one session's task set of each LU (SAM-5 §8.6; the LU reports one
+task set per I_T nexus, so one session's ORDERED task never holds another's).
+
+SIMPLE tasks run as they arrive. An ORDERED task runs once every task that arrived before
+it has ended, and the tasks after it wait until it has ended. A HEAD OF QUEUE task runs at
+once. (With every store operation completing at once this is all trivially true; it
+matters once completions arrive out of order.)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from .task import Task
+
+SIMPLE, ORDERED, HEAD_OF_QUEUE = 1, 2, 3
+"""The ATTR field of a SCSI Command (RFC 7143 §11.3.1; 0 = untagged, treated as SIMPLE)."""
+
+
+class TaskSets:
+    """Running counts and ORDERED barriers per LU for one session."""
+
+    __slots__ = ("_active", "_barriers", "_ordered", "_releasing", "_run")
+
+    def __init__(self, run: Callable[[Task], None]) -> None:
+        self._run = run
+        self._active: dict[int, int] = {}
+        self._barriers: dict[int, deque[Task]] = {}
+        """Tasks waiting on an LU where an ORDERED task waits or runs (first in line)."""
+        self._ordered: set[int] = set()
+        """LUs where an ORDERED task runs."""
+        self._releasing: set[int] = set()
+
+    def start(self, task: Task) -> None:
+        """The task's CmdSN was reached: run it now, or queue it behind an ORDERED task."""
+        lun = task.lun
+        attr = task.cmd.attr
+        if attr == HEAD_OF_QUEUE:
+            self._admit(task)
+            return
+        barrier = self._barriers.get(lun)
+        if barrier is None and attr != ORDERED:
+            self._admit(task)
+            return
+        if barrier is None:
+            barrier = self._barriers[lun] = deque()
+        barrier.append(task)
+        self._release(lun)
+
+    def ended(self, task: Task) -> None:
+        """A task that ran has ended: what waited behind it may run."""
+        if not task.in_task_set:
+            return
+        task.in_task_set = False
+        lun = task.lun
+        self._active[lun] -= 1
+        if task.cmd.attr == ORDERED:
+            self._ordered.discard(lun)
+        if lun in self._barriers:
+            self._release(lun)
+
+    def forget(self, task: Task) -> None:
+        """A task that never ran ends (aborted while it waited)."""
+        barrier = self._barriers.get(task.lun)
+        if barrier is not None and task in barrier:
+            barrier.remove(task)
+            self._release(task.lun)
+
+    def _admit(self, task: Task) -> None:
+        self._active[task.lun] = self._active.get(task.lun, 0) + 1
+        task.in_task_set = True
+        if task.cmd.attr == ORDERED:
+            self._ordered.add(task.lun)
+        self._run(task)
+
+    def _release(self, lun: int) -> None:
+        """Run the waiting tasks that may run: none while an ORDERED task runs; an ORDERED
+        one only once nothing runs. Tasks that end at once (memory) are counted out as the
+        loop goes, so it never stalls and never re-enters itself."""
+        if lun in self._releasing:
+            return
+        self._releasing.add(lun)
+        try:
+            barrier = self._barriers[lun]
+            while barrier and lun not in self._ordered:
+                if barrier[0].cmd.attr == ORDERED and self._active.get(lun):
+                    break
+                self._admit(barrier.popleft())
+            if not barrier and lun not in self._ordered:
+                del self._barriers[lun]
+        finally:
+            self._releasing.discard(lun)

@@ -1,0 +1,101 @@
+"""Runs store work off the event loop and feeds each completion back in (tgt's bs_thread and
+signalfd, SPDK's completion messages, in asyncio's terms).
+
+Requests come from the sans-IO engines' outboxes. Each runs its operations in order on a
+worker thread (``BackingStore.perform``); the completion goes back to the loop with
+``call_soon_threadsafe`` and from there to the engine. Operations and payload bytes in
+flight are bounded; requests past the bound wait their turn, first come first served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..target.storework import StoreRequest
+
+log = logging.getLogger("pyiscsi.store")
+
+Done = Callable[[int, BaseException | None], None]
+"""``done(token, error)``: a request completed (``error``: what it raised, or None)."""
+
+
+@dataclass(slots=True)
+class RunnerStats:
+    """What the runner did (read by ``--stats`` and the tests)."""
+
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
+    queued_max: int = 0
+    in_flight_max: int = 0
+
+
+class StoreRunner:
+    """A bounded pool of store workers shared by every connection of a server."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, workers: int = 8,
+                 max_requests: int = 64, max_bytes: int = 256 << 20) -> None:
+        self._loop = loop
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pyiscsi-store")
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
+        self.in_flight = 0
+        self.bytes_in_flight = 0
+        self._queue: deque[tuple[StoreRequest, Done]] = deque()
+        self.stats = RunnerStats()
+
+    def submit(self, request: StoreRequest, done: Done) -> None:
+        """Run ``request`` as soon as the bounds allow (FIFO behind earlier ones)."""
+        self.stats.submitted += 1
+        if self._queue or not self._fits(request):
+            self._queue.append((request, done))
+            self.stats.queued_max = max(self.stats.queued_max, len(self._queue))
+            return
+        self._start(request, done)
+
+    def _fits(self, request: StoreRequest) -> bool:
+        if not self.in_flight:
+            return True  # one request always runs, whatever its size
+        return (self.in_flight < self.max_requests
+                and self.bytes_in_flight + request.nbytes <= self.max_bytes)
+
+    def _start(self, request: StoreRequest, done: Done) -> None:
+        self.in_flight += 1
+        self.bytes_in_flight += request.nbytes
+        self.stats.in_flight_max = max(self.stats.in_flight_max, self.in_flight)
+        future = self._pool.submit(_perform, request)
+        future.add_done_callback(lambda f: self._threadsafe(request, done, f))
+
+    def _threadsafe(self, request: StoreRequest, done: Done, future: Future[None]) -> None:
+        error = future.exception()
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            self._loop.call_soon_threadsafe(self._finished, request, done, error)
+
+    def _finished(self, request: StoreRequest, done: Done, error: BaseException | None) -> None:
+        self.in_flight -= 1
+        self.bytes_in_flight -= request.nbytes
+        self.stats.completed += 1
+        if error is not None:
+            self.stats.failed += 1
+        try:
+            done(request.token, error)
+        finally:
+            while self._queue and self._fits(self._queue[0][0]):
+                self._start(*self._queue.popleft())
+
+    def close(self) -> None:
+        """Wait for every running request (their buffers are in use until then)."""
+        self._queue.clear()
+        self._pool.shutdown(wait=True)
+
+
+def _perform(request: StoreRequest) -> None:
+    store = request.store
+    for op in request.ops:
+        store.perform(op)

@@ -1,7 +1,9 @@
 # common.sh - sourced by the bench scripts; resolves everything relative to the checkout, so a
 # script works from any cwd. Sets:
 #   REPO    the checkout (this file's parent directory's parent)
-#   PEERS   ../shared/peers beside the checkout, or $PEERS (relative to the caller's cwd)
+#   PEERS   ../shared/peers beside the checkout, or $PEERS (relative to the caller's cwd);
+#           a script that can do without sets BENCH_PEERS_OPTIONAL=1 first (PEERS is then
+#           empty when the directory is missing)
 #   PY      $PYTHON, else $REPO/.venv/bin/python (the README's `python3 -m venv .venv`),
 #           else python3 with PYTHONPATH=$REPO/src
 #   PYISCSI array: the CLI ($PYISCSI, else $REPO/.venv/bin/pyiscsi, else "$PY -m pyiscsi.cli")
@@ -14,7 +16,7 @@ _bench_abs() {  # PATH -> absolute (relative to the caller's cwd); a bare comman
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 _peers=${PEERS:-$REPO/../shared/peers}
-PEERS=$(cd "$_peers" 2>/dev/null && pwd) || {
+PEERS=$(cd "$_peers" 2>/dev/null && pwd) || [[ -n ${BENCH_PEERS_OPTIONAL:-} ]] || {
     echo "$(basename "$0"): no peer scripts at $_peers (set PEERS=DIR; see ../shared/peers/README.md)" >&2
     exit 1
 }

@@ -27,9 +27,14 @@ REPEAT=${REPEAT:-2}
 WORKLOADS=${WORKLOADS:-"seqread-1m-qd8 seqread-128k-qd16 seqwrite-1m-qd8 randread-4k-qd32 randwrite-4k-qd32 randread-4k-qd1"}
 URL=${1:-}
 STARTED=
-WORKDIR=${WORKDIR:-$(mktemp -d /tmp/pyiscsi-compare.XXXXXX)}
+OWN_WORKDIR=
+[[ -n ${WORKDIR:-} ]] || { WORKDIR=$(mktemp -d /tmp/pyiscsi-compare.XXXXXX); OWN_WORKDIR=1; }
+WORKDIR=$(_bench_abs "$WORKDIR")
 
-cleanup() { [[ -n $STARTED ]] && WORKDIR=$WORKDIR "$PEERS/stop-tgtd.sh" >/dev/null 2>&1; }
+cleanup() {
+    [[ -n $STARTED ]] && WORKDIR=$WORKDIR "$PEERS/stop-tgtd.sh" >/dev/null 2>&1
+    [[ -n $OWN_WORKDIR ]] && rm -rf "$WORKDIR"
+}
 trap cleanup EXIT
 
 if [[ -z $URL ]]; then

@@ -4,31 +4,37 @@
 #
 # Without URL, starts tgtd with ../shared/peers/start-tgtd.sh (PORT, default 3262) and
 # stops it on exit. WARNING: the write workloads overwrite the LUN.
+# Works from any cwd: the venv and ../shared/peers are found beside this checkout (common.sh).
 #
 # Environment:
 #   RUNTIME    seconds per run                                   [10]
 #   REPEAT     rounds (each round runs fio then ours per workload) [2]
 #   WORKLOADS  subset of: seqread-1m-qd8 seqread-128k-qd16 seqwrite-1m-qd8
 #              seqwrite-128k-qd16 randread-4k-qd32 randwrite-4k-qd32 randread-4k-qd1
-#   PYISCSI    our CLI                                          [pyiscsi next to python, or PATH]
+#   PYISCSI    our CLI            [$REPO/.venv/bin/pyiscsi, else "$PYTHON -m pyiscsi.cli"]
+#   PYTHON     python for the latter                  [$REPO/.venv/bin/python, else python3]
+#   PEERS      the peer scripts                                 [../shared/peers beside the checkout]
 #   TGT_PARAMS passed to start-tgtd.sh (e.g. "MaxRecvDataSegmentLength=262144")
 #
 # Output: one line per workload and round, then the medians:
 #   workload  round  fio_MB/s  ours_MB/s  ratio  fio_IOPS  ours_IOPS  fio_p99_us  ours_p99_us
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-PEERS=${PEERS:-$(cd "$(dirname "$0")/../.." && pwd)/shared/peers}
 PORT=${PORT:-3262}
 RUNTIME=${RUNTIME:-10}
 REPEAT=${REPEAT:-2}
 WORKLOADS=${WORKLOADS:-"seqread-1m-qd8 seqread-128k-qd16 seqwrite-1m-qd8 randread-4k-qd32 randwrite-4k-qd32 randread-4k-qd1"}
-HERE=$(cd "$(dirname "$0")" && pwd)
-PYISCSI=${PYISCSI:-$(command -v pyiscsi || echo "$HERE/../../venv/bin/pyiscsi")}
 URL=${1:-}
 STARTED=
-WORKDIR=${WORKDIR:-$(mktemp -d /tmp/pyiscsi-compare.XXXXXX)}
+OWN_WORKDIR=
+[[ -n ${WORKDIR:-} ]] || { WORKDIR=$(mktemp -d /tmp/pyiscsi-compare.XXXXXX); OWN_WORKDIR=1; }
+WORKDIR=$(_bench_abs "$WORKDIR")
 
-cleanup() { [[ -n $STARTED ]] && WORKDIR=$WORKDIR "$PEERS/stop-tgtd.sh" >/dev/null 2>&1; }
+cleanup() {
+    [[ -n $STARTED ]] && WORKDIR=$WORKDIR "$PEERS/stop-tgtd.sh" >/dev/null 2>&1
+    [[ -n $OWN_WORKDIR ]] && rm -rf "$WORKDIR"
+}
 trap cleanup EXIT
 
 if [[ -z $URL ]]; then
@@ -37,10 +43,11 @@ if [[ -z $URL ]]; then
     STARTED=1
 fi
 TPID=$(cat "$WORKDIR/tgtd.pid" 2>/dev/null || true)
-echo "# target $URL  runtime ${RUNTIME}s  rounds $REPEAT  $(nproc) cores  $(date -Is)"
+echo "# target $URL  ours: ${PYISCSI[*]}  runtime ${RUNTIME}s  rounds $REPEAT  $(nproc) cores  $(date -Is)"
 
 # warm tgtd's allocator once (perf.sh does the same for fio)
-"$PYISCSI" bench "$URL" --rw write --bs 1m --qd 8 --time 2 >/dev/null 2>&1
+"${PYISCSI[@]}" bench "$URL" --rw write --bs 1m --qd 8 --time 2 >/dev/null 2>"$WORKDIR/warm.err" || {
+    echo "compare_tgtd.sh: ${PYISCSI[*]} bench failed:" >&2; cat "$WORKDIR/warm.err" >&2; exit 1; }
 
 RESULTS=$WORKDIR/results.txt
 : >"$RESULTS"
@@ -52,7 +59,7 @@ for round in $(seq "$REPEAT"); do
     case $kind in seqread) rw=read ;; seqwrite) rw=write ;; *) rw=$kind ;; esac
     fio=$(RUNTIME=$RUNTIME RAMP=1 WARMUP=0 TARGET_PID=$TPID WORKLOADS=$w \
           "$PEERS/perf.sh" "$URL" 2>/dev/null | awk -v w="$w" '$1==w {print $2, $3, $5}')
-    ours=$("$PYISCSI" bench "$URL" --rw "$rw" --bs "$bs" --qd "$qd" --time "$RUNTIME" --ramp 1 \
+    ours=$("${PYISCSI[@]}" bench "$URL" --rw "$rw" --bs "$bs" --qd "$qd" --time "$RUNTIME" --ramp 1 \
            2>/dev/null | tr ' ' '\n' | awk -F= '$1=="MB/s"{m=$2} $1=="IOPS"{i=$2} $1=="lat_p99_us"{p=$2} END{print m, i, p}')
     read -r fmb fiops fp99 <<<"${fio:-0 0 0}"
     read -r omb oiops op99 <<<"${ours:-0 0 0}"

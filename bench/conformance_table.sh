@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # conformance_table.sh - run libiscsi's iscsi-test-cu ALL suite against pyiscsi and tgtd on
 # this machine, in one run, and print the README's conformance table (markdown).
-#   PEERS=../shared/peers  PYISCSI="python -m pyiscsi.cli"
+# Works from any cwd: the venv and ../shared/peers are found beside this checkout (common.sh).
+#   PEERS=DIR  PYTHON=.venv/bin/python  SUITE=ALL (a smaller family/suite for a quick run)
+#   PY_PORT=3290 (and the next two ports)  TGT_PORT=3262  CTRL_PORT=7
 set -uo pipefail
-cd "$(dirname "$0")/.."
-PEERS=${PEERS:-../shared/peers}
-PY=${PYTHON:-.venv/bin/python}
-[[ -x $PY ]] || PY=python3
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+SUITE=${SUITE:-ALL}
+PY_PORT=${PY_PORT:-3290}
+TGT_PORT=${TGT_PORT:-3262}
 WORK=$(mktemp -d)
-trap 'kill $PYPID 2>/dev/null; WORKDIR=$WORK/tgt PORT=3262 "$PEERS/stop-tgtd.sh" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+PYPID= PYROPID=
+trap 'kill $PYPID $PYROPID 2>/dev/null; WORKDIR=$WORK/tgt "$PEERS/stop-tgtd.sh" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
 
 row() {  # name suite url url2 extra-env...
   local name=$1 suite=$2 url=$3 url2=$4; shift 4
@@ -23,26 +26,28 @@ row() {  # name suite url url2 extra-env...
 }
 
 mkdir -p "$WORK/py" "$WORK/pyro" "$WORK/tgt"
-(cd "$WORK/py" && exec "$PY" -m pyiscsi.cli serve --portal 127.0.0.1:3290 --portal 127.0.0.1:3291 \
-   --lun ram:128MiB >"$WORK/py.out" 2>"$WORK/py.err") &
+(cd "$WORK/py" && exec "$PY" -m pyiscsi.cli serve --portal "127.0.0.1:$PY_PORT" \
+   --portal "127.0.0.1:$((PY_PORT + 1))" --lun ram:128MiB >"$WORK/py.out" 2>"$WORK/py.err") &
 PYPID=$!
 truncate -s 64M "$WORK/pyro/ro.img"
-(cd "$WORK/pyro" && exec "$PY" -m pyiscsi.cli serve --portal 127.0.0.1:3292 \
+(cd "$WORK/pyro" && exec "$PY" -m pyiscsi.cli serve --portal "127.0.0.1:$((PY_PORT + 2))" \
    --lun "file:$WORK/pyro/ro.img,ro" >"$WORK/pyro.out" 2>"$WORK/pyro.err") &
 PYROPID=$!
-TGTURL=$(WORKDIR=$WORK/tgt PORT=3262 "$PEERS/start-tgtd.sh" 2>/dev/null | tail -n 1)
-sleep 2
+TGTURL=$(WORKDIR=$WORK/tgt PORT=$TGT_PORT CTRL_PORT=${CTRL_PORT:-7} "$PEERS/start-tgtd.sh" 2>"$WORK/tgt.err" | tail -n 1)
+[[ -n $TGTURL ]] || { echo "conformance_table.sh: tgtd did not start:" >&2; cat "$WORK/tgt.err" >&2; }
+wait_serving "$PYPID" "$WORK/py.out" "$WORK/py.err" || exit 1
+wait_serving "$PYROPID" "$WORK/pyro.out" "$WORK/pyro.err" || exit 1
 IQN=iqn.2026-11.org.pyiscsi:disk
 echo "| target | suite | really passed | failed | skipped | ran |"
 echo "|---|---|---|---|---|---|"
-PYURL=iscsi://127.0.0.1:3290/$IQN/0
-PYURL2=iscsi://127.0.0.1:3291/$IQN/0
-row "pyiscsi (RAM LUN)" ALL "$PYURL" "" SANITIZE=1
+PYURL=iscsi://127.0.0.1:$PY_PORT/$IQN/0
+PYURL2=iscsi://127.0.0.1:$((PY_PORT + 1))/$IQN/0
+row "pyiscsi (RAM LUN)" "$SUITE" "$PYURL" "" SANITIZE=1
 row "pyiscsi (RAM LUN, 2nd portal)" SCSI.MultipathIO "$PYURL" "$PYURL2"
-row "pyiscsi (RAM LUN)" "ALL, SANITIZE=1 and URL2 in one run" "$PYURL" "$PYURL2" SANITIZE=1
-row "tgtd $(tgtd --version 2>/dev/null | head -n1) (RAM LUN)" ALL "$TGTURL" "" SANITIZE=1
+row "pyiscsi (RAM LUN)" "$SUITE, SANITIZE=1 and URL2 in one run" "$PYURL" "$PYURL2" SANITIZE=1
+row "tgtd $(tgtd --version 2>/dev/null | head -n1) (RAM LUN)" "$SUITE" "$TGTURL" "" SANITIZE=1
 row "tgtd (RAM LUN, 2nd session)" SCSI.MultipathIO "$TGTURL" "$TGTURL"
-row "tgtd (RAM LUN)" "ALL, SANITIZE=1 and URL2 in one run" "$TGTURL" "$TGTURL" SANITIZE=1
+row "tgtd (RAM LUN)" "$SUITE, SANITIZE=1 and URL2 in one run" "$TGTURL" "$TGTURL" SANITIZE=1
 # A read-only LUN only makes sense for the ReadOnly suite: the rest of ALL writes (with -d).
-row "pyiscsi (read-only file LUN)" SCSI.ReadOnly "iscsi://127.0.0.1:3292/$IQN/0" ""
+row "pyiscsi (read-only file LUN)" SCSI.ReadOnly "iscsi://127.0.0.1:$((PY_PORT + 2))/$IQN/0" ""
 kill $PYROPID 2>/dev/null

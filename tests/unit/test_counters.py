@@ -1,4 +1,5 @@
-"""The process-wide copy counters: snapshot and reset."""
+"""The process-wide copy counters: snapshot and reset (bookkeeping only; what the tx counters
+count is measured against a real server and socket in test_tx_zero_copy.py)."""
 
 from __future__ import annotations
 

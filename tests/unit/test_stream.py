@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from pyiscsi.placement.counters import COUNTERS
 from pyiscsi.proto.errors import ProtocolError, RemoteProtocolError
 from pyiscsi.transport import stream
-from pyiscsi.transport.stream import Buffer, Engine, Stats, StreamProtocol, writes_without_copy
+from pyiscsi.transport.stream import Buffer, Engine, Stats, StreamProtocol
 
 
 class FakeTransport:
@@ -231,37 +229,6 @@ def test_buffer_updated_on_a_closing_transport_is_ignored() -> None:
         assert t.calls == []
 
     run(check)
-
-
-def _loops() -> list[Any]:
-    out: list[Any] = [pytest.param(None, id="asyncio")]
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return out
-    out.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
-    return out
-
-
-@pytest.mark.parametrize("loop_factory", _loops())
-def test_tx_counters_follow_writes_without_copy(loop_factory: Any) -> None:
-    seen: list[bool] = []
-
-    async def check(proto: StreamProtocol, t: FakeTransport, e: FakeEngine) -> None:
-        seen.append(writes_without_copy(asyncio.get_running_loop()))
-        before = COUNTERS.snapshot()
-        e.reply, e.reply_payload = memoryview(bytearray(4096)), 4000
-        proto.buffer_updated(48)
-        await asyncio.sleep(0)
-        after = COUNTERS.snapshot()
-        zero = after["tx_zero_copy"] - before["tx_zero_copy"]
-        copied = after["tx_copied"] - before["tx_copied"]
-        assert (zero, copied) == ((4000, 0) if seen[0] else (0, 4000))
-        assert len(t.writes) == 1
-
-    run(check, loop_factory=loop_factory)
-    # uvloop writes views with writev; stock asyncio joins them before 3.12
-    assert seen == [loop_factory is not None or sys.version_info >= (3, 12)]
 
 
 def test_protocol_error_flushes_then_closes_and_counts() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pyiscsi.proto.errors import ProtocolError, RemoteProtocolError
+from pyiscsi.target.storework import StoreRequest
 from pyiscsi.transport import stream
 from pyiscsi.transport.stream import Buffer, Engine, Stats, StreamProtocol
 
@@ -66,6 +67,8 @@ class FakeEngine:
         self.output: list[Buffer] = []
         self.payload = 0
         self.closed = 0
+        self.store_requests: list[StoreRequest] = []
+        self.completed: list[tuple[int, BaseException | None]] = []
         self.fail: BaseException | None = None
         self.fail_get_buffer = False
         self.fail_close = False
@@ -100,6 +103,13 @@ class FakeEngine:
         out, payload = self.output, self.payload
         self.output, self.payload = [], 0
         return out, payload
+
+    def take_store_requests(self) -> list[StoreRequest]:
+        requests, self.store_requests = self.store_requests, []
+        return requests
+
+    def store_completed(self, token: int, error: BaseException | None = None) -> None:
+        self.completed.append((token, error))
 
     def close(self) -> None:
         self.closed += 1

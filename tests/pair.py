@@ -50,10 +50,29 @@ class Reply:
     data: bytes
 
 
+def run_store_work(conn: TargetConnection) -> int:
+    """Do what the transport's store runner does: run the store requests the engine handed
+    out and feed their completions back, until none is left. Answers how many ran."""
+    ran = 0
+    while requests := conn.take_store_requests():
+        for request in requests:
+            error: BaseException | None = None
+            try:
+                for op in request.ops:
+                    request.store.perform(op)
+            except Exception as exc:
+                error = exc
+            conn.store_completed(request.token, error)
+            ran += 1
+    return ran
+
+
 def drain(conn: TargetConnection, out: list[bytes | bytearray | memoryview] | None = None
           ) -> list[Reply]:
-    """Decode everything the target has queued for sending (or the buffers ``out``)."""
+    """Decode everything the target has queued for sending (or the buffers ``out``), after
+    running the store work it handed out (as the transport would)."""
     if out is None:
+        run_store_work(conn)
         out, _ = conn.take_output()
     stream = b"".join(bytes(b) for b in out)
     replies = []

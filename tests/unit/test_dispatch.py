@@ -9,16 +9,10 @@ from pyiscsi.backstore.memory import MemoryStore
 from pyiscsi.proto.wire import ScsiStatus
 from pyiscsi.scsi import sbc
 from pyiscsi.scsi.cdb import LBA_COUNT, cdb_length, control_byte, lba_count_6
-from pyiscsi.scsi.dispatch import (
-    COMMANDS,
-    HANDLERS,
-    SERVICE_ACTIONS,
-    USAGE,
-    execute,
-    execute_without_lu,
-)
+from pyiscsi.scsi.dispatch import COMMANDS, HANDLERS, SERVICE_ACTIONS, USAGE, execute_without_lu
 from pyiscsi.scsi.lun import LogicalUnit
 from pyiscsi.scsi.task import DataOutPlan, ScsiRequest, ScsiResult
+from tests.scsi_run import complete, execute
 
 
 class FailingStore(MemoryStore):
@@ -80,7 +74,7 @@ def test_store_error_becomes_sense() -> None:
 def test_errors_in_complete_become_sense() -> None:
     plan = execute(make_lu(FailingStore(1 << 20)), request("2a 00 00000000 00 0001 00"))
     assert isinstance(plan, DataOutPlan) and plan.staged
-    result = plan.complete(512)
+    result = complete(plan, 512)
     assert result.status == ScsiStatus.CHECK_CONDITION
     assert result.sense[2] == 0x03 and result.sense[12] == 0x0C
 

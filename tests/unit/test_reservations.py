@@ -12,11 +12,12 @@ import pytest
 from pyiscsi.backstore.file import FileStore
 from pyiscsi.backstore.memory import MemoryStore
 from pyiscsi.proto.wire import ScsiStatus
-from pyiscsi.scsi.dispatch import USAGE, execute
+from pyiscsi.scsi.dispatch import USAGE
 from pyiscsi.scsi.lun import LogicalUnit
 from pyiscsi.scsi.reservations import Access, PrType, command_access, transport_id
 from pyiscsi.scsi.task import DataOutPlan, Nexus, ScsiRequest, ScsiResult
 from pyiscsi.scsi.unit_attention import ResetKind
+from tests.scsi_run import complete, execute
 
 TARGET = "iqn.2024-01.org.example:disk"
 A = Nexus("iqn.2024-01.org.example:host-a", 0x23D000000001, 1)
@@ -46,7 +47,7 @@ def run(lu: LogicalUnit, cdb: str, nexus: Nexus = A, payload: bytes = b"") -> Sc
     if isinstance(outcome, DataOutPlan):
         data = payload or bytes(outcome.length)
         outcome.buffer[: len(data)] = data
-        return outcome.complete(len(data))
+        return complete(outcome, len(data))
     return outcome
 
 

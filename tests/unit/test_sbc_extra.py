@@ -12,6 +12,7 @@ from pyiscsi.proto.wire import ScsiStatus
 from pyiscsi.scsi.dispatch import USAGE, execute
 from pyiscsi.scsi.lun import LogicalUnit
 from pyiscsi.scsi.task import DataOutPlan, ScsiRequest, ScsiResult
+from tests.scsi_run import complete
 
 from .test_sbc import (
     BLOCKS,
@@ -114,7 +115,7 @@ def test_write_and_verify_short_data_out_writes_only_what_arrived() -> None:
         p = execute(lu, request(wv10(0, 2, flags), 512))
         assert isinstance(p, DataOutPlan)
         p.buffer[:512] = b"b" * 512
-        assert good(p.complete(512)) == b""
+        assert good(complete(p, 512)) == b""
         assert good(run(lu, read10(0, 2))) == b"b" * 512 + b"a" * 512
         write_blocks(lu, 0, b"a" * 1024)
 
@@ -184,7 +185,7 @@ def test_write_atomic_applies_only_when_complete() -> None:
     assert p.staged and p.length == 1024
     p.buffer[:] = b"T" * 1024
     assert good(run(lu, read10(8, 2))) == bytes(1024)  # nothing visible before completion
-    assert good(p.complete(1024)) == b""
+    assert good(complete(p, 1024)) == b""
     assert good(run(lu, read10(8, 2))) == b"T" * 1024
 
 
@@ -192,7 +193,7 @@ def test_write_atomic_short_transfer_changes_nothing() -> None:
     lu = make_lu()
     p = plan(lu, atomic(0, 2))
     p.buffer[:512] = b"T" * 512
-    assert sense_of(p.complete(512)) == INVALID_FIELD
+    assert sense_of(complete(p, 512)) == INVALID_FIELD
     assert good(run(lu, read10(0, 2))) == bytes(1024)
 
 

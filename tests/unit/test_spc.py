@@ -12,6 +12,7 @@ from pyiscsi.proto.wire import ScsiStatus
 from pyiscsi.scsi.dispatch import USAGE, execute
 from pyiscsi.scsi.lun import LogicalUnit
 from pyiscsi.scsi.task import DataOutPlan, ScsiRequest, ScsiResult
+from tests.scsi_run import complete
 
 TARGET = "iqn.2024-01.org.example:disk"
 
@@ -34,7 +35,7 @@ def plan(lu: LogicalUnit, cdb: str) -> DataOutPlan:
 
 def send(p: DataOutPlan, payload: bytes) -> ScsiResult:
     p.buffer[: len(payload)] = payload
-    return p.complete(len(payload))
+    return complete(p, len(payload))
 
 
 def data(result: ScsiResult) -> bytes:

@@ -10,9 +10,9 @@ import pytest
 from pyiscsi.backstore.memory import MemoryStore
 from pyiscsi.proto.wire import ScsiStatus
 from pyiscsi.scsi import xcopy
-from pyiscsi.scsi.dispatch import execute
 from pyiscsi.scsi.lun import LogicalUnit
 from pyiscsi.scsi.task import DataOutPlan, Nexus, ScsiRequest, ScsiResult
+from tests.scsi_run import complete, execute
 
 TARGET = "iqn.2024-01.org.example:xcopy"
 BLOCKS = 8192
@@ -71,7 +71,7 @@ def run_xcopy(lu: LogicalUnit, data: bytes, length: int | None = None) -> ScsiRe
         return p
     assert isinstance(p, DataOutPlan) and p.staged and p.length == length
     p.buffer[: min(len(data), length)] = data[:length]
-    return p.complete(min(len(data), length))
+    return complete(p, min(len(data), length))
 
 
 def sense_of(result: ScsiResult) -> tuple[int, int, int]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from ..backstore.base import BackingStore
+from ..backstore.ops import StoreOp, StoreOpKind
 from .cdb import (
     ALLOCATION_LENGTH_16,
     COUNT_BYTE,
@@ -21,7 +23,7 @@ from .cdb import (
 )
 from .lun import LogicalUnit
 from .sense import Asc, ScsiError
-from .task import DataOutPlan, ScsiRequest, ScsiResult, StoreWork
+from .task import DataOutPlan, Outcome, ScsiRequest, ScsiResult, StoreWork
 
 Handler = Callable[[LogicalUnit, ScsiRequest], "ScsiResult | DataOutPlan | StoreWork"]
 PAGE = 4096
@@ -73,7 +75,7 @@ def _store_bytes(lu: LogicalUnit, offset: int, length: int) -> memoryview:
 def read_handler(decode: LbaCount, protect: bool) -> Handler:
     """A READ handler for one CDB layout; ``protect``: the CDB has an RDPROTECT field."""
 
-    def read(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
+    def read(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | StoreWork:
         cdb = request.cdb
         if protect and cdb[1] & 0xE0:
             raise ScsiError.invalid_field_in_cdb(1, 7)
@@ -84,19 +86,41 @@ def read_handler(decode: LbaCount, protect: bool) -> Handler:
         if not count:
             return ScsiResult()
         bs = lu.block_size
+        offset, length = lba * bs, count * bs
+        store = lu.store
         if lu.memory_addressable:
-            return ScsiResult(data=lu.store.view(lba * bs, count * bs))
-        data = bytearray(count * bs)
-        lu.store.readinto(lba * bs, memoryview(data))
-        return ScsiResult(data=data)
+            view = store.view(offset, length)
+            if store.resident(offset, length):
+                return ScsiResult(data=view)
+            # pages on disk: fault them in off the loop, then send from the mapping
+            return StoreWork(store, (StoreOp(StoreOpKind.FAULT_IN, offset, length),),
+                             lambda: ScsiResult(data=view))
+        data = memoryview(bytearray(length))
+        return StoreWork(store, (StoreOp(StoreOpKind.READ, offset, length, data),),
+                         lambda: ScsiResult(data=data))
 
     return read
+
+
+def stored(store: BackingStore, offset: int, data: memoryview | bytes, sync: bool,
+           then: Callable[[], ScsiResult] = ScsiResult) -> StoreWork:
+    """The store work of a staged write: WRITE the data, FLUSH after it when ``sync``
+    (FUA, or the write cache off), then GOOD or ``then()``."""
+    ops = [StoreOp(StoreOpKind.WRITE, offset, len(data), data)]
+    if sync:
+        ops.append(StoreOp(StoreOpKind.FLUSH, offset, len(data)))
+    return StoreWork(store, tuple(ops), then)
+
+
+def flushed(store: BackingStore, offset: int, length: int) -> StoreWork:
+    """A FLUSH of the range, then GOOD (SBC-4 §5.24, and FUA writes)."""
+    return StoreWork(store, (StoreOp(StoreOpKind.FLUSH, offset, length),), ScsiResult)
 
 
 def write_handler(decode: LbaCount, protect: bool) -> Handler:
     """A WRITE handler for one CDB layout; FUA (or WCE=0) flushes before GOOD."""
 
-    def write(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
+    def write(lu: LogicalUnit, request: ScsiRequest) -> Outcome:
         cdb = request.cdb
         if protect and cdb[1] & 0xE0:
             raise ScsiError.invalid_field_in_cdb(1, 7)
@@ -113,22 +137,25 @@ def write_handler(decode: LbaCount, protect: bool) -> Handler:
         store = lu.store
         sync = (protect and cdb[1] & 0x08) or not lu.write_cache
         if lu.memory_addressable:
-            store.prepare_write(offset, length)
+            view = store.view(offset, length)
             if not sync:
-                return DataOutPlan(store.view(offset, length), length, write_done)
-
-            def flushed(received: int) -> ScsiResult:
-                store.flush(offset, length)
-                return ScsiResult()
-
-            return DataOutPlan(store.view(offset, length), length, flushed)
+                plan = DataOutPlan(view, length, write_done)
+            else:
+                plan = DataOutPlan(view, length, lambda received: flushed(store, offset,
+                                                                            length))
+            if store.needs_allocation(offset, length):
+                # a hole of a sparse file: allocate off the loop before a byte lands
+                return StoreWork(store, (StoreOp(StoreOpKind.ALLOCATE, offset, length),),
+                                 lambda: plan)
+            store.prepare_write(offset, length)
+            if not store.resident(offset, length):
+                return StoreWork(store, (StoreOp(StoreOpKind.FAULT_IN, offset, length),),
+                                 lambda: plan)
+            return plan
         buffer = memoryview(bytearray(length))
 
-        def staged(received: int) -> ScsiResult:
-            store.write(offset, buffer[: min(received, length)])
-            if sync:
-                store.flush(offset, length)
-            return ScsiResult()
+        def staged(received: int) -> StoreWork:
+            return stored(store, offset, buffer[: min(received, length)], bool(sync))
 
         return DataOutPlan(buffer, length, staged, staged=True)
 
@@ -162,12 +189,11 @@ def read_capacity_16(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
 def synchronize_cache_handler(decode: LbaCount) -> Handler:
     """SYNCHRONIZE CACHE (10)/(16): flush the range; 0 blocks means up to the last LBA."""
 
-    def synchronize_cache(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
+    def synchronize_cache(lu: LogicalUnit, request: ScsiRequest) -> StoreWork:
         lba, count = decode(request.cdb)
         _check_range(lu, lba, count)
         bs = lu.block_size
-        lu.store.flush(lba * bs, (count or lu.blocks - lba) * bs)
-        return ScsiResult()
+        return flushed(lu.store, lba * bs, (count or lu.blocks - lba) * bs)
 
     return synchronize_cache
 
@@ -222,21 +248,18 @@ def verify_handler(decode: LbaCount) -> Handler:
 # --- WRITE SAME (SBC-3 §5.41, §5.42) and UNMAP (SBC-3 §5.28) ----------------------------
 
 
-def _write_same(lu: LogicalUnit, lba: int, count: int, block: bytes, unmap: bool) -> None:
+def _write_same(lu: LogicalUnit, lba: int, count: int, block: bytes, unmap: bool) -> StoreWork:
+    """The store work of WRITE SAME: a DISCARD where a zero block may deallocate, else the
+    block over the range; a FLUSH after it when the write cache is off."""
     bs = lu.block_size
-    store = lu.store
+    offset, length = lba * bs, count * bs
     if unmap and lu.thin and not any(block):
-        store.unmap(lba * bs, count * bs)
+        ops = [StoreOp(StoreOpKind.DISCARD, offset, length)]
     else:
-        per_chunk = max(1, (1 << 20) // bs)
-        pattern = block * min(count, per_chunk)
-        done = 0
-        while done < count:
-            n = min(per_chunk, count - done)
-            store.write((lba + done) * bs, pattern[: n * bs])
-            done += n
+        ops = [StoreOp(StoreOpKind.WRITE_SAME, offset, length, block)]
     if not lu.write_cache:
-        store.flush(lba * bs, count * bs)
+        ops.append(StoreOp(StoreOpKind.FLUSH, offset, length))
+    return StoreWork(lu.store, tuple(ops), ScsiResult)
 
 
 def write_same_handler(decode: LbaCount, ndob: bool) -> Handler:
@@ -244,7 +267,7 @@ def write_same_handler(decode: LbaCount, ndob: bool) -> Handler:
     NDOB=1 (16 only) means no data-out, zeros. 0 blocks: INVALID FIELD IN CDB when WSNZ=1,
     else up to the last LBA (SBC-4 §5.50), bounded like any count by MAXIMUM WRITE SAME LENGTH."""
 
-    def write_same(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
+    def write_same(lu: LogicalUnit, request: ScsiRequest) -> Outcome:
         cdb = request.cdb
         flags = cdb[1]
         if flags & 0xE0:
@@ -267,17 +290,14 @@ def write_same_handler(decode: LbaCount, ndob: bool) -> Handler:
             raise ScsiError.invalid_field_in_cdb(count_byte)
         unmap = bool(flags & 0x08)
         if flags & 0x01:
-            if count:
-                _write_same(lu, lba, count, bytes(lu.block_size), unmap)
-            return ScsiResult()
+            return _write_same(lu, lba, count, bytes(lu.block_size), unmap)
         check_data_out_length(request, lu.block_size, count_byte)
         if not count:
             return ScsiResult()
         buffer = memoryview(bytearray(lu.block_size))
 
-        def complete(received: int) -> ScsiResult:
-            _write_same(lu, lba, count, bytes(buffer), unmap)
-            return ScsiResult()
+        def complete(received: int) -> StoreWork:
+            return _write_same(lu, lba, count, bytes(buffer), unmap)
 
         return DataOutPlan(buffer, lu.block_size, complete, staged=True)
 
@@ -303,7 +323,7 @@ def unmap(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
         raise ScsiError.illegal(Asc.PARAMETER_LIST_LENGTH_ERROR)
     buffer = memoryview(bytearray(length))
 
-    def complete(received: int) -> ScsiResult:
+    def complete(received: int) -> ScsiResult | StoreWork:
         data = bytes(buffer[: min(received, length)])
         if len(data) < 8:
             raise ScsiError.illegal(Asc.PARAMETER_LIST_LENGTH_ERROR)
@@ -321,9 +341,10 @@ def unmap(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
             if blocks:
                 ranges.append((lba, blocks))
         bs = lu.block_size
-        for lba, blocks in ranges:
-            lu.store.unmap(lba * bs, blocks * bs)
-        return ScsiResult()
+        if not ranges:
+            return ScsiResult()
+        return StoreWork(lu.store, tuple(StoreOp(StoreOpKind.DISCARD, lba * bs, blocks * bs)
+                                         for lba, blocks in ranges), ScsiResult)
 
     return DataOutPlan(buffer, length, complete, staged=True)
 
@@ -414,13 +435,10 @@ def compare_and_write(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | Dat
     sync = bool(cdb[1] & 0x08) or not lu.write_cache
     buffer = memoryview(bytearray(2 * length))
 
-    def complete(received: int) -> ScsiResult:
+    def complete(received: int) -> StoreWork:
         at = first_difference(buffer[:length], _store_bytes(lu, offset, length))
         if at is not None:
             raise ScsiError.miscompare(at)
-        lu.store.write(offset, buffer[length:])
-        if sync:
-            lu.store.flush(offset, length)
-        return ScsiResult()
+        return stored(lu.store, offset, buffer[length:], sync)
 
     return DataOutPlan(buffer, 2 * length, complete, staged=True)

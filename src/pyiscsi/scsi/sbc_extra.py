@@ -21,9 +21,11 @@ from .sbc import (
     _store_bytes,
     check_data_out_length,
     first_difference,
+    flushed,
+    stored,
 )
 from .sense import ScsiError
-from .task import DataOutPlan, ScsiRequest, ScsiResult
+from .task import DataOutPlan, ScsiRequest, ScsiResult, StoreWork
 
 Limit = Callable[[LogicalUnit], int]
 
@@ -83,29 +85,28 @@ def write_and_verify_handler(decode: LbaCount) -> Handler:
         offset, length = lba * bs, count * bs
         store = lu.store
 
-        def verified(received: int) -> ScsiResult:
-            store.flush(offset, length)
-            return ScsiResult()
-
         if not bytchk and lu.memory_addressable:
             store.prepare_write(offset, length)
-            return DataOutPlan(store.view(offset, length), length, verified)
+            return DataOutPlan(store.view(offset, length), length,
+                               lambda received: flushed(store, offset, length))
         size = bs if bytchk == 3 else length
         buffer = memoryview(bytearray(size))
 
-        def write_then_compare(received: int) -> ScsiResult:
+        def write_then_compare(received: int) -> StoreWork:
             # Only what arrived is written (an EDTL below the CDB's length, RFC 7143 §11.4.5.1).
             if bytchk == 3:
                 data = memoryview(bytes(buffer) * count if received >= bs else b"")
             else:
                 data = buffer[: min(received, length)]
-            store.write(offset, data)
-            store.flush(offset, length)
-            if bytchk:
-                at = first_difference(data, _store_bytes(lu, offset, len(data)))
-                if at is not None:
-                    raise ScsiError.miscompare(at)
-            return ScsiResult()
+
+            def compare() -> ScsiResult:
+                if bytchk:
+                    at = first_difference(data, _store_bytes(lu, offset, len(data)))
+                    if at is not None:
+                        raise ScsiError.miscompare(at)
+                return ScsiResult()
+
+            return stored(store, offset, data, True, compare)
 
         return DataOutPlan(buffer, size, write_then_compare, staged=True)
 
@@ -139,14 +140,11 @@ def orwrite_handler(decode: LbaCount) -> Handler:
         sync = _flush_after(lu, cdb)
         buffer = memoryview(bytearray(length))
 
-        def or_in(received: int) -> ScsiResult:
+        def or_in(received: int) -> StoreWork:
             n = min(received, length) // bs * bs
             merged = memoryview(bytearray(_store_bytes(lu, offset, n)))
             _or_into(merged, buffer[:n])
-            lu.store.write(offset, merged)
-            if sync:
-                lu.store.flush(offset, length)
-            return ScsiResult()
+            return stored(lu.store, offset, merged, sync)
 
         return DataOutPlan(buffer, length, or_in, staged=True)
 
@@ -179,13 +177,10 @@ def write_atomic_handler(decode: LbaCount) -> Handler:
         sync = _flush_after(lu, cdb)
         buffer = memoryview(bytearray(length))
 
-        def apply(received: int) -> ScsiResult:
+        def apply(received: int) -> StoreWork:
             if received < length:  # all or nothing: a short transfer changes no LBA
                 raise ScsiError.invalid_field_in_cdb(ATOMIC_COUNT_BYTE)
-            lu.store.write(offset, buffer)
-            if sync:
-                lu.store.flush(offset, length)
-            return ScsiResult()
+            return stored(lu.store, offset, buffer, sync)
 
         return DataOutPlan(buffer, length, apply, staged=True)
 

@@ -14,11 +14,11 @@ import struct
 import weakref
 from dataclasses import dataclass
 
-from ..backstore.base import StoreError
+from ..backstore.ops import StoreOp, StoreOpKind
 from .lun import LogicalUnit
 from .sbc import _store_bytes
 from .sense import Asc, ScsiError, SenseKey
-from .task import DataOutPlan, Nexus, ScsiRequest, ScsiResult
+from .task import DataOutPlan, Nexus, ScsiRequest, ScsiResult, StoreWork
 
 LID1 = 0x00
 """EXTENDED COPY (LID1) service action (SPC-4 §6.4)."""
@@ -229,22 +229,31 @@ def extended_copy(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOut
     buffer = memoryview(bytearray(length))
     nexus = request.nexus
 
-    def run(received: int) -> ScsiResult:
+    def run(received: int) -> StoreWork:
         data = bytes(buffer[: min(received, length)])
         list_id, usage, segments = parse_parameter_list(lu, data)
-        done = transferred = 0
-        try:
+        progress = [0, 0]  # segments done, bytes transferred (advanced by the worker)
+
+        def copy_all() -> None:
             for segment in segments:
                 _copy(segment)
-                done += 1
-                transferred += segment.length
-        except StoreError:
+                progress[0] += 1
+                progress[1] += segment.length
+
+        def hold(status: int) -> None:
             if usage != 3:
-                held_results(lu)[(nexus, list_id)] = CopyResult(0x02, done, transferred)
-            raise
-        if usage != 3:
-            held_results(lu)[(nexus, list_id)] = CopyResult(0x01, done, transferred)
-        return ScsiResult()
+                held_results(lu)[(nexus, list_id)] = CopyResult(status, *progress)
+
+        def copied() -> ScsiResult:
+            hold(0x01)
+            return ScsiResult()
+
+        def failed(err: Exception) -> None:
+            hold(0x02)
+
+        total = sum(segment.length for segment in segments)
+        return StoreWork(lu.store, (StoreOp(StoreOpKind.CALL, 0, total, call=copy_all),),
+                         copied, failed)
 
     return DataOutPlan(buffer, length, run, staged=True)
 

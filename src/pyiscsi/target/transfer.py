@@ -69,19 +69,22 @@ class Transfers:
 
     def bind_unsolicited(self, task: Task) -> None:
         """The entry immediate and unsolicited data land through (TTT 0xFFFFFFFF, found by
-        ITT). Straight into the store when the task runs and stores all of it; into a
-        private area when it has not run yet or its unsolicited data outruns what it
-        stores; into the sink when it already failed. Admission guarantees the entry."""
+        ITT). Straight into the store when the task's plan is known and stores all of it;
+        into a private area when the plan is not known yet or the unsolicited data outruns
+        what it stores; into the sink when it already failed. Admission guarantees the
+        entry."""
         unsolicited = task.unsol_end
         if not unsolicited:
             return
         discarding = False
-        if not task.started:
+        if task.result is not None:
+            dest, discarding = _NOWHERE, True
+        elif task.plan is None:
+            # not decided yet (held behind a CmdSN gap or an ORDERED task, or waiting for
+            # its store): the data waits in a private area, copied once when it can land
             dest = task.unsol_buffer = memoryview(bytearray(unsolicited))
             task.held_bytes = unsolicited
             self.held_bytes += unsolicited
-        elif task.buffer is None:
-            dest, discarding = _NOWHERE, True
         elif unsolicited > task.limit:
             dest = task.unsol_buffer = memoryview(bytearray(unsolicited))
         else:

@@ -97,7 +97,7 @@ class TargetConnection:
                                    log=self.log)
         self.tasks = self.transfers.tasks
         self.store_works = StoreWorks()
-        self._task_sets = TaskSets(self._run_task)
+        self._task_sets = TaskSets(self._run_task, self._resume_task)
         self.receiver = Receiver(self, max_data_length=_LOGIN_DATA_LIMIT,
                                  on_pdu=self._on_pdu, screen=self._screen)
         self.phase = Phase.LOGIN
@@ -395,6 +395,12 @@ class TargetConnection:
             outcome = INTERNAL_FAILURE
         self._settle(task, outcome)
 
+    def _resume_task(self, task: Task) -> None:
+        """A task that waited behind an ORDERED one runs now."""
+        if self.tasks.get(task.itt) is task:
+            self._run_task(task)
+            self._progress(task)
+
     def _waits_for_busy(self, lu: LogicalUnit, task: Task) -> bool:
         span = command_range(task.cmd.cdb, lu.block_size, lu.blocks)
         return span is not None and lu.busy.overlaps(*span)
@@ -594,6 +600,10 @@ class TargetConnection:
             self._task_sets.ended(task)
         elif task.started:
             self._task_sets.forget(task)
+        if task.waiters:
+            waiters, task.waiters = task.waiters, []
+            for waiter in waiters:
+                waiter(task)
 
     # ------------------------------------------------------------------ events
 
@@ -727,21 +737,42 @@ class TargetConnection:
 
     def _tmf(self, pdu: P.TaskMgmtRequest, data: bytes | None) -> None:
         """Task management (RFC 7143 §11.5): see :mod:`.tmf`."""
-        response = tmf.perform(self, pdu)
-        exp, mx = self._window()
-        self._send(P.TaskMgmtResponse(itt=pdu.itt, response=response,
-                                      statsn=self._next_statsn(), expcmdsn=exp, maxcmdsn=mx))
+        fence: list[Task] = []
+        response = tmf.perform(self, pdu, fence)
 
-    def abort(self, task: Task) -> None:
-        """Abort a task: no response; its entries are freed as their bursts end."""
+        def answer() -> None:
+            exp, mx = self._window()
+            self._send(P.TaskMgmtResponse(itt=pdu.itt, response=response,
+                                          statsn=self._next_statsn(), expcmdsn=exp,
+                                          maxcmdsn=mx))
+
+        if not fence:
+            answer()
+            return
+        waiting = {id(task) for task in fence}
+
+        def ended(task: Task) -> None:
+            waiting.discard(id(task))
+            if not waiting and self.phase is Phase.FULL_FEATURE:
+                answer()
+
+        for task in fence:
+            task.waiters.append(ended)
+
+    def abort(self, task: Task, fence: list[Task] | None = None) -> None:
+        """Abort a task: no response; its entries are freed as their bursts end. One whose
+        store work is in flight stays (its ITT busy, its buffers referenced) until that
+        completes, and goes in ``fence``."""
         task.aborted = True
         self.transfers.drain(task)
         self._progress(task)
+        if task.store_busy and fence is not None:
+            fence.append(task)
 
-    def abort_tasks(self, luns: set[int]) -> None:
+    def abort_tasks(self, luns: set[int], fence: list[Task] | None = None) -> None:
         """Abort this connection's tasks on ``luns`` (task management, resets)."""
         for task in [t for t in self.tasks.values() if t.lun in luns]:
-            self.abort(task)
+            self.abort(task, fence)
 
     def _logout(self, pdu: P.LogoutRequest, data: bytes | None) -> None:
         exp, mx = self._window()

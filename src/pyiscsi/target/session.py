@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ..proto.keys import SessionParams
     from .catalog import Target
     from .connection import TargetConnection
+    from .task import Task
 
 
 class Admission(Enum):
@@ -95,10 +96,11 @@ class Session:
             self.immediate_active -= 1
         self.slide()
 
-    def abort_tasks(self, luns: set[int]) -> None:
-        """Abort the session's tasks on ``luns`` on every connection (SAM-5 §6.3)."""
+    def abort_tasks(self, luns: set[int], fence: list[Task] | None = None) -> None:
+        """Abort the session's tasks on ``luns`` on every connection (SAM-5 §6.3); those
+        whose store work is still in flight go in ``fence``."""
         for conn in self.connections:
-            conn.abort_tasks(luns)
+            conn.abort_tasks(luns, fence)
 
     def end(self) -> None:
         """Session reinstatement (RFC 7143 §6.3.5): the old session's connections close now

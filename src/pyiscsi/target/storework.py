@@ -105,9 +105,11 @@ class StoreWorks:
         if entry is None:
             return
         work, resume, busy = entry
-        if busy is not None:
-            busy.remove(token)
-        resume(failed(work, error) if error is not None else then(work))
+        try:
+            resume(failed(work, error) if error is not None else then(work))
+        finally:
+            if busy is not None:
+                busy.remove(token)  # then the commands that waited for these bytes
 
     def clear(self) -> None:
         """Connection teardown: completions still to come are ignored; their ranges stay

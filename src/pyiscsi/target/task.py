@@ -3,6 +3,7 @@ command (RFC 7143 §11.3, §11.7, §11.8)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Task:
         "unsol_buffer",
         "unsol_end",
         "unsol_tag",
+        "waiters",
         "waiting",
         "want",
     )
@@ -75,6 +77,8 @@ class Task:
         """Store work of this task is in flight: the task waits for its completion."""
         self.data_done = False
         """Every Data-Out byte has landed and the data phase's completion has run."""
+        self.waiters: list[Callable[[Task], None]] = []
+        """Called when the task ends (a task management response fenced on it)."""
         self.waiting = False
         """Queued for a data pointer table entry (its next R2T waits for one)."""
 

@@ -21,10 +21,13 @@ SIMPLE, ORDERED, HEAD_OF_QUEUE = 1, 2, 3
 class TaskSets:
     """Running counts and ORDERED barriers per LU for one session."""
 
-    __slots__ = ("_active", "_barriers", "_ordered", "_releasing", "_run")
+    __slots__ = ("_active", "_barriers", "_ordered", "_releasing", "_resume", "_run")
 
-    def __init__(self, run: Callable[[Task], None]) -> None:
+    def __init__(self, run: Callable[[Task], None], resume: Callable[[Task], None]) -> None:
         self._run = run
+        """Runs a task as it starts (the caller moves it forward)."""
+        self._resume = resume
+        """Runs a task that waited, and moves it forward."""
         self._active: dict[int, int] = {}
         self._barriers: dict[int, deque[Task]] = {}
         """Tasks waiting on an LU where an ORDERED task waits or runs (first in line)."""
@@ -46,7 +49,7 @@ class TaskSets:
         if barrier is None:
             barrier = self._barriers[lun] = deque()
         barrier.append(task)
-        self._release(lun)
+        self._release(lun, self._run)
 
     def ended(self, task: Task) -> None:
         """A task that ran has ended: what waited behind it may run."""
@@ -58,23 +61,23 @@ class TaskSets:
         if task.cmd.attr == ORDERED:
             self._ordered.discard(lun)
         if lun in self._barriers:
-            self._release(lun)
+            self._release(lun, self._resume)
 
     def forget(self, task: Task) -> None:
         """A task that never ran ends (aborted while it waited)."""
         barrier = self._barriers.get(task.lun)
         if barrier is not None and task in barrier:
             barrier.remove(task)
-            self._release(task.lun)
+            self._release(task.lun, self._resume)
 
-    def _admit(self, task: Task) -> None:
+    def _admit(self, task: Task, run: Callable[[Task], None] | None = None) -> None:
         self._active[task.lun] = self._active.get(task.lun, 0) + 1
         task.in_task_set = True
         if task.cmd.attr == ORDERED:
             self._ordered.add(task.lun)
-        self._run(task)
+        (run or self._run)(task)
 
-    def _release(self, lun: int) -> None:
+    def _release(self, lun: int, run: Callable[[Task], None]) -> None:
         """Run the waiting tasks that may run: none while an ORDERED task runs; an ORDERED
         one only once nothing runs. Tasks that end at once (memory) are counted out as the
         loop goes, so it never stalls and never re-enters itself."""
@@ -86,7 +89,7 @@ class TaskSets:
             while barrier and lun not in self._ordered:
                 if barrier[0].cmd.attr == ORDERED and self._active.get(lun):
                     break
-                self._admit(barrier.popleft())
+                self._admit(barrier.popleft(), run)
             if not barrier and lun not in self._ordered:
                 del self._barriers[lun]
         finally:

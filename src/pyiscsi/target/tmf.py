@@ -18,27 +18,31 @@ from ..scsi.unit_attention import RESET_ASC, ResetKind
 
 if TYPE_CHECKING:
     from .connection import TargetConnection
+    from .task import Task
 
-Handler = Callable[["TargetConnection", P.TaskMgmtRequest], TmfResponse]
+Handler = Callable[["TargetConnection", P.TaskMgmtRequest, "list[Task]"], TmfResponse]
+"""``handler(conn, pdu, fence)``: aborted tasks whose store work is still in flight go in
+``fence``; the response waits for them."""
 
 
-def abort_task(conn: TargetConnection, pdu: P.TaskMgmtRequest) -> TmfResponse:
+def abort_task(conn: TargetConnection, pdu: P.TaskMgmtRequest, fence: list[Task]) -> TmfResponse:
     """ABORT TASK (§11.5.1): the referenced task ends without a response; one not yet
     received counts as aborted (§11.6.1 b)."""
     task = conn.tasks.get(pdu.referenced_tag)
     if task is not None:
-        conn.abort(task)
+        conn.abort(task, fence)
         return TmfResponse.FUNCTION_COMPLETE
     return (TmfResponse.FUNCTION_COMPLETE if _not_yet_received(conn, pdu)
             else TmfResponse.TASK_DOES_NOT_EXIST)
 
 
-def abort_task_set(conn: TargetConnection, pdu: P.TaskMgmtRequest) -> TmfResponse:
+def abort_task_set(conn: TargetConnection, pdu: P.TaskMgmtRequest,
+                   fence: list[Task]) -> TmfResponse:
     """ABORT TASK SET / CLEAR TASK SET: this I_T nexus's tasks on the LU end."""
     lun = lun_from_field(pdu.lun)
     if conn.target is None or lun not in conn.target.luns:
         return TmfResponse.LUN_DOES_NOT_EXIST
-    conn.abort_tasks({lun})
+    conn.abort_tasks({lun}, fence)
     return TmfResponse.FUNCTION_COMPLETE
 
 
@@ -47,14 +51,14 @@ def reset_handler(kind: ResetKind) -> Handler:
     session on them end, their state resets, every I_T nexus gets a unit attention (SAM-5
     §6.3-6.7); a cold reset also ends every session of the target."""
 
-    def reset(conn: TargetConnection, pdu: P.TaskMgmtRequest) -> TmfResponse:
+    def reset(conn: TargetConnection, pdu: P.TaskMgmtRequest, fence: list[Task]) -> TmfResponse:
         target = conn.target
         lun = lun_from_field(pdu.lun)
         if target is None or (kind is ResetKind.LOGICAL_UNIT and lun not in target.luns):
             return TmfResponse.LUN_DOES_NOT_EXIST
         luns = {lun} if kind is ResetKind.LOGICAL_UNIT else set(target.luns)
         for session in conn.catalog.sessions_of(target):
-            session.abort_tasks(luns)
+            session.abort_tasks(luns, fence)
             if kind is ResetKind.TARGET_COLD:
                 session.drop(keep=conn)
         for n in luns:
@@ -68,7 +72,8 @@ def reset_handler(kind: ResetKind) -> Handler:
     return reset
 
 
-def task_reassign(conn: TargetConnection, pdu: P.TaskMgmtRequest) -> TmfResponse:
+def task_reassign(conn: TargetConnection, pdu: P.TaskMgmtRequest,
+                  fence: list[Task]) -> TmfResponse:
     return TmfResponse.TASK_REASSIGNMENT_NOT_SUPPORTED  # ErrorRecoveryLevel 0 (§11.6.1)
 
 
@@ -85,10 +90,12 @@ FUNCTIONS: dict[int, Handler] = {
 supported' (RFC 7143 §11.6.1)."""
 
 
-def perform(conn: TargetConnection, pdu: P.TaskMgmtRequest) -> TmfResponse:
-    """Carry out one task management request and return its response code."""
+def perform(conn: TargetConnection, pdu: P.TaskMgmtRequest, fence: list[Task]) -> TmfResponse:
+    """Carry out one task management request and return its response code; aborted tasks
+    whose store work is still in flight are added to ``fence`` (SAM-5 §7.2: the function
+    is complete once they have ended, so no write of theirs lands after the response)."""
     handler = FUNCTIONS.get(pdu.function)
-    return handler(conn, pdu) if handler is not None else TmfResponse.NOT_SUPPORTED
+    return handler(conn, pdu, fence) if handler is not None else TmfResponse.NOT_SUPPORTED
 
 
 def _not_yet_received(conn: TargetConnection, pdu: P.TaskMgmtRequest) -> bool:

@@ -88,6 +88,7 @@ class Transfers:
         elif unsolicited > task.limit:
             dest = task.unsol_buffer = memoryview(bytearray(unsolicited))
         else:
+            assert task.buffer is not None
             dest = task.buffer[:unsolicited]
         task.unsol_tag = self.table.allocate(dest, 0, unsolicited, itt=task.itt,
                                              lun=task.cmd.lun, owner=task,

@@ -1,0 +1,264 @@
+"""Commands that wait for their store (target/storework.py, taskset.py, scsi/busy.py).
+
+A test store completes chosen kinds of operation later: the engine hands them out as store
+requests and the test feeds the completions back in whatever order it likes, as a slow disk
+or a distributed store would. The engine must keep SCSI's promises meanwhile: ORDERED and
+HEAD OF QUEUE, overlapping writes in order, task management fenced on work in flight, one
+session's slow command never holding another's, and nothing left behind.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+import pytest
+
+from pyiscsi.backstore.base import StoreError
+from pyiscsi.backstore.memory import MemoryStore
+from pyiscsi.backstore.ops import StoreOp, StoreOpKind
+from pyiscsi.proto import pdu as P
+from pyiscsi.proto.wire import ScsiStatus, TmfResponse
+from pyiscsi.scsi.lun import LogicalUnit
+from pyiscsi.target.catalog import Catalog, Target
+from pyiscsi.target.connection import TargetConnection
+from pyiscsi.target.storework import StoreRequest
+
+from ..pair import TARGET, Initiator, drain, feed, wire
+
+BLOCK = 512
+SIMPLE, ORDERED, HEAD_OF_QUEUE = 1, 2, 3
+
+
+class SlowStore(MemoryStore):
+    """RAM whose operations of the kinds in ``later`` complete only when the test says so;
+    ``fail`` makes them raise instead."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.later: set[StoreOpKind] = set()
+        self.fail: set[StoreOpKind] = set()
+
+    def synchronous(self, op: StoreOp) -> bool:
+        return op.kind not in self.later and super().synchronous(op)
+
+    def perform(self, op: StoreOp) -> None:
+        if op.kind in self.fail:
+            raise StoreError("medium error", 0x03, 0x0C, 0x00)
+        super().perform(op)
+
+
+def cdb10(opcode: int, lba: int, blocks: int, flags: int = 0) -> bytes:
+    return struct.pack(">BBIBHB", opcode, flags, lba, 0, blocks, 0)
+
+
+@pytest.fixture
+def store() -> SlowStore:
+    return SlowStore(4 << 20)
+
+
+@pytest.fixture
+def catalog(store: SlowStore) -> Catalog:
+    target = Target(TARGET)
+    target.luns[0] = LogicalUnit(0, store, TARGET)
+    target.luns[1] = LogicalUnit(1, MemoryStore(1 << 20), TARGET)
+    for lu in target.luns.values():
+        lu.peers = lambda: [0, 1]
+    return Catalog([target])
+
+
+def session(catalog: Catalog, isid: int = 0x400000000001) -> Initiator:
+    ini = Initiator(TargetConnection(catalog, "t"), isid=isid)
+    ini.login(initial_r2t=False, immediate_data=True)
+    replies(ini)
+    return ini
+
+
+@pytest.fixture
+def ini(catalog: Catalog) -> Iterator[Initiator]:
+    pair = session(catalog)
+    yield pair
+    pair.conn.close()
+
+
+def replies(ini: Initiator) -> list[P.Pdu]:
+    """What the target sent, without running its store work (the test decides when)."""
+    return [r.pdu for r in drain(ini.conn, ini.conn.take_output()[0])]
+
+
+def requests(ini: Initiator) -> list[StoreRequest]:
+    return ini.conn.take_store_requests()
+
+
+def complete(ini: Initiator, request: StoreRequest, error: BaseException | None = None) -> None:
+    if error is None:
+        for op in request.ops:
+            request.store.perform(op)
+    ini.conn.store_completed(request.token, error)
+
+
+def write(ini: Initiator, lba: int, data: bytes, *, fua: bool = False, attr: int = SIMPLE,
+          lun: int = 0) -> P.ScsiCommand:
+    cmd = P.ScsiCommand(itt=ini.next_itt(), cdb=cdb10(0x2A, lba, len(data) // BLOCK,
+                                                        0x08 if fua else 0).ljust(16, b"\0"),
+                        expected_length=len(data), cmdsn=ini.cmdsn, write=True, attr=attr,
+                        lun=lun << 48, data_length=len(data))
+    ini.cmdsn += 1
+    feed(ini.conn, wire(cmd, data))
+    return cmd
+
+
+def read(ini: Initiator, lba: int, blocks: int, *, attr: int = SIMPLE,
+         lun: int = 0) -> P.ScsiCommand:
+    cmd = P.ScsiCommand(itt=ini.next_itt(), cdb=cdb10(0x28, lba, blocks).ljust(16, b"\0"),
+                        expected_length=blocks * BLOCK, cmdsn=ini.cmdsn, read=True, attr=attr,
+                        lun=lun << 48)
+    ini.cmdsn += 1
+    feed(ini.conn, wire(cmd))
+    return cmd
+
+
+def answered(pdus: list[P.Pdu]) -> list[int]:
+    """ITTs whose status came (a SCSI Response, or a Data-In with status)."""
+    return [p.itt for p in pdus if isinstance(p, P.ScsiResponse)
+            or (isinstance(p, P.DataIn) and p.has_status)]
+
+
+def nothing_left(ini: Initiator) -> None:
+    conn = ini.conn
+    assert conn.tasks == {} and len(conn.table) == 0 and len(conn.store_works) == 0
+    s = conn.session
+    assert s is not None
+    s.slide()
+    assert s.maxcmdsn - s.expcmdsn + 1 == conn.catalog.limits.queue_depth
+
+
+def test_fua_write_answers_after_its_flush_and_other_commands_go_on(
+        ini: Initiator, store: SlowStore) -> None:
+    store.later = {StoreOpKind.FLUSH}
+    w = write(ini, 0, b"\x5a" * 4096, fua=True)
+    assert answered(replies(ini)) == []  # the data is in, the flush is not
+    (flush,) = requests(ini)
+    assert [op.kind for op in flush.ops] == [StoreOpKind.FLUSH]
+    r = read(ini, 100, 8)
+    assert answered(replies(ini)) == [r.itt]  # not held behind the flush
+    complete(ini, flush)
+    (rsp,) = replies(ini)
+    assert isinstance(rsp, P.ScsiResponse) and rsp.itt == w.itt and rsp.status == 0
+    nothing_left(ini)
+
+
+def test_a_slow_command_of_one_session_never_holds_another_session(
+        catalog: Catalog, ini: Initiator, store: SlowStore) -> None:
+    other = session(catalog, isid=0x400000000002)
+    store.later = {StoreOpKind.FLUSH}
+    ini.command(cdb10(0x35, 0, 0), edtl=0)  # SYNCHRONIZE CACHE: the whole LU, slowly
+    assert answered(replies(ini)) == [] and len(requests(ini)) == 1
+    w = write(other, 8, b"\x11" * 4096)
+    r = read(other, 8, 8)
+    got = replies(other)
+    assert answered(got) == [w.itt, r.itt]
+    data_in = [p for p in got if isinstance(p, P.DataIn)]
+    assert data_in and data_in[0].has_status
+    other.conn.close()
+
+
+def test_ordered_waits_for_older_tasks_and_holds_younger_ones(
+        ini: Initiator, store: SlowStore) -> None:
+    store.later = {StoreOpKind.FLUSH}
+    w = write(ini, 0, b"\x01" * 512, fua=True)  # in flight: its flush
+    o = read(ini, 0, 1, attr=ORDERED)           # must wait for w
+    s = read(ini, 50, 1)                        # must wait for o
+    h = read(ini, 60, 1, attr=HEAD_OF_QUEUE)    # runs at once
+    assert answered(replies(ini)) == [h.itt]
+    (flush,) = requests(ini)
+    complete(ini, flush)
+    assert answered(replies(ini)) == [w.itt, o.itt, s.itt]
+    nothing_left(ini)
+
+
+def test_a_write_overlapping_a_discard_in_flight_waits_for_it(
+        ini: Initiator, store: SlowStore) -> None:
+    """UNMAP of LBAs 0-15 is slow; a WRITE to LBA 4, sent after it, must land after it
+    (else the discard would wipe the newer data); a READ elsewhere goes on."""
+    store.later = {StoreOpKind.DISCARD}
+    store.view(0, 8192)[:] = b"\xee" * 8192
+    params = struct.pack(">HH4x", 22, 16) + struct.pack(">QI4x", 0, 16)
+    u = ini.command(bytes((0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0)), edtl=24, write=True,
+                    immediate_data=params)
+    assert answered(replies(ini)) == []
+    (discard,) = requests(ini)
+    w = write(ini, 4, b"\x77" * 512)
+    r = read(ini, 1000, 1)
+    assert answered(replies(ini)) == [r.itt]  # the write waits, the far read does not
+    assert bytes(store.view(4 * 512, 512)) == b"\xee" * 512
+    complete(ini, discard)
+    assert answered(replies(ini)) == [u.itt, w.itt]
+    assert bytes(store.view(4 * 512, 512)) == b"\x77" * 512
+    assert bytes(store.view(0, 512)) == bytes(512)
+    nothing_left(ini)
+
+
+def test_abort_of_a_task_in_flight_answers_only_after_its_store_work(
+        ini: Initiator, store: SlowStore) -> None:
+    store.later = {StoreOpKind.FLUSH}
+    w = write(ini, 0, b"\x42" * 512, fua=True)
+    (flush,) = requests(ini)
+    feed(ini.conn, wire(P.TaskMgmtRequest(itt=0x999, function=1, referenced_tag=w.itt,
+                                          cmdsn=ini.cmdsn, refcmdsn=w.cmdsn, immediate=True)))
+    assert replies(ini) == []  # fenced: the write may still land
+    assert w.itt in ini.conn.tasks  # its ITT stays busy, its buffers referenced
+    complete(ini, flush)
+    (rsp,) = replies(ini)
+    assert isinstance(rsp, P.TaskMgmtResponse) and rsp.response == TmfResponse.FUNCTION_COMPLETE
+    nothing_left(ini)
+
+
+def test_a_failing_store_operation_is_check_condition_with_its_sense(
+        ini: Initiator, store: SlowStore) -> None:
+    store.later = {StoreOpKind.FLUSH}
+    store.fail = {StoreOpKind.FLUSH}
+    w = write(ini, 0, b"\x42" * 512, fua=True)
+    (flush,) = requests(ini)
+    complete(ini, flush, StoreError("medium error", 0x03, 0x0C, 0x00))
+    (rsp,) = replies(ini)
+    assert isinstance(rsp, P.ScsiResponse) and rsp.itt == w.itt
+    assert rsp.status == ScsiStatus.CHECK_CONDITION
+    nothing_left(ini)
+
+
+def test_connection_loss_with_work_in_flight_fences_the_next_session(
+        catalog: Catalog, ini: Initiator, store: SlowStore) -> None:
+    """The first session dies while its discard runs; a new session's write to the same
+    LBAs waits until the discard has completed, and a completion for the dead connection
+    is ignored."""
+    store.later = {StoreOpKind.DISCARD}
+    params = struct.pack(">HH4x", 22, 16) + struct.pack(">QI4x", 0, 8)
+    ini.command(bytes((0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0)), edtl=24, write=True,
+                immediate_data=params)
+    (discard,) = requests(ini)
+    ini.conn.close()
+    again = session(catalog, isid=0x400000000003)
+    w = write(again, 2, b"\x33" * 512)
+    assert answered(replies(again)) == []
+    complete(ini, discard)  # the old engine ignores it; the LU's busy range frees
+    assert answered(replies(again)) == [w.itt]
+    assert bytes(store.view(2 * 512, 512)) == b"\x33" * 512
+    nothing_left(again)
+    again.conn.close()
+
+
+def test_write_to_a_store_that_allocates_later_stages_its_immediate_data(
+        ini: Initiator, store: SlowStore) -> None:
+    """The command's plan is not known when its immediate data arrives (its store is busy
+    allocating): the bytes wait in a private area and are copied once, never dropped."""
+    store.later = {StoreOpKind.ALLOCATE}
+    store.needs_allocation = lambda offset, length: True  # type: ignore[method-assign]
+    w = write(ini, 16, b"\x99" * 4096)
+    (allocate,) = requests(ini)
+    assert [op.kind for op in allocate.ops] == [StoreOpKind.ALLOCATE]
+    assert bytes(store.view(16 * 512, 4096)) == bytes(4096)
+    complete(ini, allocate)
+    assert answered(replies(ini)) == [w.itt]
+    assert bytes(store.view(16 * 512, 4096)) == b"\x99" * 4096
+    nothing_left(ini)

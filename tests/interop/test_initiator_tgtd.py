@@ -22,7 +22,6 @@ import pytest
 
 from pyiscsi.initiator.client import connect, discover
 from pyiscsi.initiator.errors import InitiatorError
-from pyiscsi.placement.counters import COUNTERS
 
 from .conftest import PEERS  # ../shared/peers beside the checkout
 
@@ -142,9 +141,9 @@ def test_large_reads_are_placed_not_staged(tgtd: str) -> None:
             data = os.urandom(8 << 20)
             await lun.write(0, data)
             buf = bytearray(len(data))
-            before = COUNTERS.snapshot()
+            before = lun.session.engine.counters.snapshot()
             await lun.read_into(0, buf)
-            after = COUNTERS.snapshot()
+            after = lun.session.engine.counters.snapshot()
             assert buf == data
             assert after["rx_placed"] - before["rx_placed"] == len(data)
             assert after["rx_staged"] - before["rx_staged"] == 0

@@ -12,6 +12,7 @@ from pyiscsi.proto.chap import (
     ChapSecret,
     ChapState,
     InitiatorChap,
+    IssuedChallenges,
     TargetChap,
     as_auth_config,
     decode_binary,
@@ -156,8 +157,9 @@ def test_reflected_challenge_is_refused() -> None:
 
 
 def test_challenge_issued_on_another_connection_is_refused() -> None:
-    other = challenge(TargetChap(MUTUAL))[2]
-    target = TargetChap(MUTUAL)
+    issued = IssuedChallenges()  # one server's record, shared by its connections
+    other = challenge(TargetChap(MUTUAL, issued=issued))[2]
+    target = TargetChap(MUTUAL, issued=issued)
     keys, _ = mutual_keys(target, other.ljust(16, b"\0"))
     with pytest.raises(LoginFailed) as exc:
         target.step(NAME, keys)

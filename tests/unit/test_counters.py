@@ -3,7 +3,9 @@ count is measured against a real server and socket in test_tx_zero_copy.py)."""
 
 from __future__ import annotations
 
-from pyiscsi.placement.counters import COUNTERS, CopyCounters
+from pyiscsi.placement.counters import CopyCounters
+from pyiscsi.target.catalog import Catalog
+from pyiscsi.target.server import TargetServer
 
 FIELDS = ["rx_placed", "rx_staged", "rx_discarded", "tx_zero_copy", "tx_copied"]
 
@@ -49,6 +51,14 @@ def test_counters_have_no_instance_dict() -> None:
     assert not hasattr(c, "__dict__")
 
 
-def test_process_counters_are_a_copy_counters() -> None:
-    assert isinstance(COUNTERS, CopyCounters)
-    assert set(COUNTERS.snapshot()) == set(FIELDS)
+def test_two_servers_in_one_process_keep_separate_figures() -> None:
+    """Counters, connection numbers and challenges belong to a server, not to the module."""
+    first, second = TargetServer(Catalog([])), TargetServer(Catalog([]))
+    first.catalog.state.copies.rx_placed += 4096
+    first.catalog.state.receive.header += 1
+    assert second.stats()["rx_placed"] == 0 and second.stats()["header_digest_errors"] == 0
+    assert first.stats()["rx_placed"] == 4096
+    a = first.catalog.state.connections.register(object())
+    b = second.catalog.state.connections.register(object())
+    assert a == b == 1  # each server numbers its own connections
+    assert first.catalog.state.challenges is not second.catalog.state.challenges

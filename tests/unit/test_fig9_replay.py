@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from pyiscsi.placement.counters import COUNTERS
-from pyiscsi.placement.table import REGISTRY
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.wire import Opcode
 from pyiscsi.scsi.task import DataOutPlan, ScsiResult
@@ -41,8 +39,6 @@ ITT = 0x77
 
 @pytest.fixture
 def conn() -> TargetConnection:
-    if REGISTRY._live.get(0x0123) is not None:  # a previous test's connection
-        REGISTRY.unregister(0x0123)
     c = TargetConnection(make_catalog(), "fig9", number=0x0123)
     Initiator(c).login()
     yield c
@@ -68,7 +64,7 @@ def test_fig9_data_outs_land_where_the_table_points(conn: TargetConnection, chun
     task.plan = DataOutPlan(memoryview(memory), 0x10000,
                             lambda n: completed.append(n) or ScsiResult())
 
-    placed_before = COUNTERS.rx_placed + COUNTERS.rx_staged
+    placed_before = conn.counters.rx_placed + conn.counters.rx_staged
     expected = bytearray(memory)
     stream = b""
     datasn = {t: 0 for t in tags}
@@ -86,7 +82,7 @@ def test_fig9_data_outs_land_where_the_table_points(conn: TargetConnection, chun
     assert memory == expected  # every payload at its address, 0xee everywhere else
     # the worked example of the design notes: TTT 0x0011_0123, offset 0x6000 -> 0x0006_a000
     assert memory[0x0006_A000 - BASE:0x0006_C000 - BASE] == bytes([4]) * 0x2000
-    assert COUNTERS.rx_placed + COUNTERS.rx_staged - placed_before == 0x10000
+    assert conn.counters.rx_placed + conn.counters.rx_staged - placed_before == 0x10000
     # all data in: entries freed (tags now stale) and the command answered
     assert all(not conn.table.entries[i].in_use for i, *_ in FIG9C)
     assert completed == [0x10000]

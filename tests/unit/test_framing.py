@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pyiscsi.placement.counters import CopyCounters
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.errors import DigestError, PduRejected, RemoteProtocolError
-from pyiscsi.proto.framing import DIGEST_ERRORS, DISCARD, PduReceived, Receiver, Route, frame
+from pyiscsi.proto.framing import DISCARD, PduReceived, Receiver, Route, frame
 from pyiscsi.proto.wire import RejectReason
 
 
@@ -115,10 +115,10 @@ def test_oversized_segment_closes_from_the_bhs_alone() -> None:
     """A DataSegmentLength past what we declared cannot be trusted: the connection closes as
     soon as the 48-byte BHS is in, without waiting for (or draining) the claimed bytes."""
     rx = Receiver(Router(), max_data_length=8192, sink_size=4096)
-    before = DIGEST_ERRORS.untrusted_headers
+    before = rx.errors.untrusted_headers
     with pytest.raises(RemoteProtocolError, match="DataSegmentLength 20000"):
         rx.feed(data_out(0, b"a" * 20000)[:48])
-    assert DIGEST_ERRORS.untrusted_headers == before + 1
+    assert rx.errors.untrusted_headers == before + 1
 
 
 def test_screen_sees_the_bhs_before_its_ahs_arrives() -> None:

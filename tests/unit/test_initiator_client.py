@@ -17,7 +17,6 @@ from pyiscsi.backstore.memory import MemoryStore
 from pyiscsi.initiator import blocking
 from pyiscsi.initiator.client import connect, discover
 from pyiscsi.initiator.errors import LoginFailed, ScsiCommandError
-from pyiscsi.placement.counters import COUNTERS
 from pyiscsi.proto.wire import LoginStatus
 from pyiscsi.scsi.lun import LogicalUnit
 from pyiscsi.target.catalog import Catalog, Limits, Target
@@ -134,9 +133,9 @@ def test_large_read_is_received_straight_into_the_callers_buffer() -> None:
                 return view
 
             engine.get_buffer = spy  # type: ignore[method-assign]
-            before = COUNTERS.snapshot()
+            before = lun.session.engine.counters.snapshot()
             await lun.read_into(0, buf)
-            after = COUNTERS.snapshot()
+            after = lun.session.engine.counters.snapshot()
             assert buf == data
             assert after["rx_staged"] - before["rx_staged"] == 0
             assert after["rx_placed"] - before["rx_placed"] == len(data)

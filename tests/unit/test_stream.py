@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from pyiscsi.proto.errors import ProtocolError, RemoteProtocolError
+from pyiscsi.target.state import ServerState
 from pyiscsi.target.storework import StoreRequest
 from pyiscsi.transport import stream
-from pyiscsi.transport.stream import Buffer, Engine, Stats, StreamProtocol
+from pyiscsi.transport.stream import Buffer, Engine, StreamProtocol
 
 
 class FakeTransport:
@@ -50,6 +51,11 @@ class FakeTransport:
     @property
     def writes(self) -> list[list[Buffer]]:
         return [c[1] for c in self.calls if isinstance(c, tuple)]
+
+
+STATE = ServerState()
+"""The figures every transport of this module counts into."""
+Stats = STATE.transport
 
 
 class FakeEngine:
@@ -129,7 +135,7 @@ def run(check: Check, *, loop_factory: Callable[[], asyncio.AbstractEventLoop] |
         engines.append(FakeEngine(name))
         return engines[-1]
 
-    proto = StreamProtocol(make, **kwargs)
+    proto = StreamProtocol(make, **kwargs, state=STATE)
     transport = FakeTransport(peer)
 
     async def main() -> None:
@@ -178,7 +184,7 @@ def test_get_buffer_is_the_engines_buffer_itself() -> None:
 
 
 def test_get_buffer_before_connection_made_is_scratch() -> None:
-    proto = StreamProtocol(lambda name: FakeEngine(name))
+    proto = StreamProtocol(lambda name: FakeEngine(name, state=STATE))
     buf = proto.get_buffer(10)
     assert isinstance(buf, memoryview) and len(buf) == 4096
 
@@ -367,7 +373,7 @@ def test_peer_closed_hook_is_installed_and_false_without_a_socket() -> None:
         engines.append(HookEngine(name))
         return engines[-1]
 
-    proto = StreamProtocol(make)
+    proto = StreamProtocol(make, state=STATE)
 
     async def main() -> None:
         proto.connection_made(FakeTransport())  # type: ignore[arg-type]
@@ -431,7 +437,7 @@ def test_take_output_failure_is_an_internal_error() -> None:
         engines.append(BrokenOutput(name))
         return engines[-1]
 
-    proto = StreamProtocol(make)
+    proto = StreamProtocol(make, state=STATE)
     transport = FakeTransport()
 
     async def main() -> None:

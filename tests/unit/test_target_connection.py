@@ -6,7 +6,6 @@ import struct
 
 import pytest
 
-from pyiscsi.placement.counters import COUNTERS
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.discovery import parse_send_targets
 from pyiscsi.proto.errors import RemoteProtocolError
@@ -130,8 +129,8 @@ def test_r2t_data_out_is_received_straight_into_the_store(pair: Initiator) -> No
     cmd = pair.command(write10(0, 128), edtl=65536, write=True)
     (r2t,) = [r.pdu for r in drain(pair.conn)]
     assert isinstance(r2t, P.R2T)
-    staged = COUNTERS.rx_staged
-    placed = COUNTERS.rx_placed
+    staged = pair.conn.counters.rx_staged
+    placed = pair.conn.counters.rx_placed
     header = P.DataOut(itt=cmd.itt, ttt=r2t.ttt, buffer_offset=0, data_length=8192,
                        final=False).encode()
     buf = pair.conn.get_buffer()
@@ -143,7 +142,7 @@ def test_r2t_data_out_is_received_straight_into_the_store(pair: Initiator) -> No
     assert len(direct) == 8192
     direct[:] = b"\x5a" * 8192
     pair.conn.advance(8192)
-    assert COUNTERS.rx_staged == staged and COUNTERS.rx_placed == placed + 8192
+    assert pair.conn.counters.rx_staged == staged and pair.conn.counters.rx_placed == placed + 8192
     assert bytes(mem[:8192]) == b"\x5a" * 8192
 
 

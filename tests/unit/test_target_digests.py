@@ -6,11 +6,10 @@ import struct
 
 import pytest
 
-from pyiscsi.placement.counters import COUNTERS
 from pyiscsi.proto import digest
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.errors import DigestError
-from pyiscsi.proto.framing import DIGEST_ERRORS, frame
+from pyiscsi.proto.framing import frame
 from pyiscsi.target.connection import TargetConnection
 
 from ..pair import TARGET, Initiator, feed, make_catalog
@@ -65,11 +64,11 @@ def command(ini: Initiator, cdb: bytes, edtl: int, payload: bytes = b"", *,
 def test_write_and_read_with_digests() -> None:
     conn, ini = setup()
     data = bytes(range(256)) * 16
-    staged = COUNTERS.rx_staged
+    staged = conn.counters.rx_staged
     command(ini, struct.pack(">BBIBHB", 0x2A, 0, 0, 0, 8, 0), 4096, data, write=True)
     ((rsp, _),) = ddrain(conn)
     assert isinstance(rsp, P.ScsiResponse) and rsp.status == 0
-    assert COUNTERS.rx_staged - staged == 4096  # verified in scratch, then copied once
+    assert conn.counters.rx_staged - staged == 4096  # verified in scratch, then copied once
     command(ini, struct.pack(">BBIBHB", 0x28, 0, 0, 0, 8, 0), 4096, read=True)
     replies = ddrain(conn)
     assert b"".join(d for p, d in replies if isinstance(p, P.DataIn)) == data
@@ -83,7 +82,7 @@ def test_data_digest_error_rejects_and_fails_the_command() -> None:
     replies = ddrain(conn)
     reject, response = replies[0][0], replies[1]
     assert isinstance(reject, P.Reject) and reject.reason == 0x02
-    assert DIGEST_ERRORS.data >= 1
+    assert conn.state.receive.data >= 1
     assert isinstance(response[0], P.ScsiResponse) and response[0].itt == cmd.itt
     assert response[0].status == 2
     sense = response[1][2:]
@@ -95,7 +94,7 @@ def test_header_digest_error_closes_the_connection() -> None:
     conn, ini = setup()
     raw = bytearray(dwire(P.NopOut(itt=5, cmdsn=ini.cmdsn)))
     raw[50] ^= 1
-    before = DIGEST_ERRORS.header
+    before = conn.state.receive.header
     with pytest.raises(DigestError):
         feed(conn, bytes(raw))
-    assert DIGEST_ERRORS.header == before + 1
+    assert conn.state.receive.header == before + 1

@@ -7,7 +7,6 @@ import random
 import struct
 
 from pyiscsi.proto import pdu as P
-from pyiscsi.proto.framing import DIGEST_ERRORS
 from pyiscsi.proto.wire import RejectReason, ScsiStatus
 from pyiscsi.target.connection import TargetConnection
 
@@ -109,9 +108,9 @@ def test_a_partial_pdu_is_closed_after_the_deadline() -> None:
     conn.received_at(101.0)
     conn.tick(105.0)
     assert not conn.dead
-    before = DIGEST_ERRORS.partial_pdus
+    before = conn.state.receive.partial_pdus
     conn.tick(111.0)
-    assert conn.dead and DIGEST_ERRORS.partial_pdus == before + 1
+    assert conn.dead and conn.state.receive.partial_pdus == before + 1
     conn.close()
 
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from pyiscsi.placement.counters import COUNTERS
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.login import InitiatorLogin, InitiatorLoginConfig, LoginDone
 from pyiscsi.target.server import TargetServer
@@ -205,9 +204,9 @@ def test_read_payload_leaves_as_store_views_and_the_counters_say_so(
         server = TargetServer(catalog)
         ((_, port),) = await server.start([("127.0.0.1", 0)])
         try:
-            before = COUNTERS.snapshot()
+            before = catalog.state.copies.snapshot()
             data, status = await asyncio.to_thread(read_over_socket, port, lba, length)
-            after = COUNTERS.snapshot()
+            after = catalog.state.copies.snapshot()
         finally:
             await server.stop()
         return data, status, before, after

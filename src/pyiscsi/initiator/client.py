@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
-from ..placement.counters import COUNTERS
 from ..proto.discovery import parse_send_targets
 from ..proto.keys import encode_text
 from ..proto.login import InitiatorLoginConfig
@@ -107,9 +106,9 @@ class _Protocol(asyncio.BufferedProtocol):
         if out:
             transport.writelines(out)
             if self._zero_copy:
-                COUNTERS.tx_zero_copy += payload
+                self.engine.counters.tx_zero_copy += payload
             else:
-                COUNTERS.tx_copied += payload
+                self.engine.counters.tx_copied += payload
         if self.engine.close_after_send:
             transport.close()
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from ..placement.counters import COUNTERS, CopyCounters
+from ..placement.counters import CopyCounters
 from ..placement.table import DataPointerTable, PlacementError, TableEntry, TableFull
 from ..proto import pdu as P
 from ..proto.errors import LocalProtocolError, LoginFailed, ProtocolError, RemoteProtocolError
@@ -147,9 +147,9 @@ class InitiatorConnection:
                  isid: int | None = None, config: InitiatorLoginConfig | None = None,
                  credentials: object | None = None, cid: int = 0,
                  connection_number: int = 0, table_capacity: int = 4096,
-                 cmdsn: int = 1, counters: CopyCounters = COUNTERS) -> None:
+                 cmdsn: int = 1, counters: CopyCounters | None = None) -> None:
         self.table = DataPointerTable(connection_number, table_capacity)
-        self.counters = counters
+        self.counters = counters = counters if counters is not None else CopyCounters()
         self.receiver = Receiver(self, max_data_length=LOGIN_MAX_DATA_SEGMENT,
                                  on_pdu=self._on_pdu, counters=counters)
         self.isid = random_isid() if isid is None else isid

@@ -1,6 +1,6 @@
 """Tag-steered direct data placement (US 7,512,663 / US 8,099,470; Fig 9B-9D)."""
 
-from .counters import COUNTERS, CopyCounters
+from .counters import CopyCounters
 from .table import (
     ConnectionRegistry,
     DataPointerTable,
@@ -10,7 +10,6 @@ from .table import (
 from .tag import Tag
 
 __all__ = [
-    "COUNTERS",
     "ConnectionRegistry",
     "CopyCounters",
     "DataPointerTable",

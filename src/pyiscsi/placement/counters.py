@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 @dataclass(slots=True)
 class CopyCounters:
-    """Process-wide byte counters, readable at run time (``snapshot()``)."""
+    """Byte counters of one server (or one initiator), readable at run time."""
 
     rx_placed: int = 0
     """Payload bytes received straight into their destination (no user-space copy)."""
@@ -31,6 +31,3 @@ class CopyCounters:
         for name in self.__slots__:
             setattr(self, name, 0)
 
-
-COUNTERS = CopyCounters()
-"""The process's counters; every connection adds to these."""

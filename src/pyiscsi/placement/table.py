@@ -224,7 +224,7 @@ class DataPointerTable:
 
 
 class ConnectionRegistry:
-    """The process-wide connection lookup table (claim 1 of '663: the tag names the connection).
+    """A server's connection lookup table (claim 1 of '663: the tag names the connection).
 
     Assigns connection numbers unique among live connections, never 0xFFFF.
     """
@@ -261,6 +261,3 @@ class ConnectionRegistry:
     def __len__(self) -> int:
         return len(self._live)
 
-
-REGISTRY = ConnectionRegistry()
-"""This process's connection lookup table."""

@@ -165,7 +165,7 @@ def _pick(offered: str, acceptable: tuple[int, ...]) -> ChapAlgorithm | None:
     return None
 
 
-class _IssuedChallenges:
+class IssuedChallenges:
     """Recently issued challenges of this process: a fresh one is never a repeat."""
 
     def __init__(self, size: int = 4096) -> None:
@@ -186,7 +186,6 @@ class _IssuedChallenges:
         return challenge in self._seen
 
 
-ISSUED = _IssuedChallenges()
 
 
 class ChapState(Enum):
@@ -210,13 +209,13 @@ class TargetChap:
 
     method = METHOD
 
-    def __init__(self, config: AuthConfig, *, issued: _IssuedChallenges = ISSUED) -> None:
+    def __init__(self, config: AuthConfig, *, issued: IssuedChallenges | None = None) -> None:
         self.config = config
         self.state = ChapState.START
         self.algorithm: ChapAlgorithm | None = None
         self._identifier = 0
         self._challenge = b""
-        self._issued = issued
+        self._issued = issued if issued is not None else IssuedChallenges()
 
     def step(self, initiator_name: str, keys: Mapping[str, str]
              ) -> tuple[list[tuple[str, str]], bool]:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from ..placement.counters import COUNTERS, CopyCounters
+from ..placement.counters import CopyCounters
 from . import digest
 from .errors import DigestError, PduRejected, RemoteProtocolError
 from .pdu import Pdu, decode_bhs, padded
@@ -70,9 +70,9 @@ _HEADER, _PAYLOAD, _DIRECT, _TAIL = range(4)
 
 
 @dataclass(slots=True)
-class DigestErrors:
-    """Process-wide counts of CRC32C digest failures (RFC 7143 §7.8) and of headers whose
-    lengths could not be trusted (the connection was closed on them)."""
+class ReceiveErrors:
+    """Counts of CRC32C digest failures (RFC 7143 §7.8), of headers whose lengths could not
+    be trusted and of partial PDUs left hanging (the connection was closed on them)."""
 
     header: int = 0
     data: int = 0
@@ -87,7 +87,6 @@ HeaderScreen = Callable[[int, int, int], None]
 :class:`RemoteProtocolError` to close the connection."""
 
 
-DIGEST_ERRORS = DigestErrors()
 
 
 class Receiver:
@@ -101,7 +100,8 @@ class Receiver:
 
     def __init__(self, router: PayloadRouter, *, max_data_length: int = 8192,
                  staging_size: int = 65536, direct_threshold: int = 4096,
-                 sink_size: int = 65536, counters: CopyCounters = COUNTERS,
+                 sink_size: int = 65536, counters: CopyCounters | None = None,
+                 errors: ReceiveErrors | None = None,
                  on_pdu: Callable[[PduReceived], None] | None = None,
                  screen: HeaderScreen | None = None) -> None:
         self.router = router
@@ -115,7 +115,8 @@ class Receiver:
         self.header_digest = False
         self.data_digest = False
         self.direct_threshold = direct_threshold
-        self.counters = counters
+        self.counters = counters if counters is not None else CopyCounters()
+        self.errors = errors if errors is not None else ReceiveErrors()
         self._stage = bytearray(max(staging_size, BHS_LENGTH + 1024 + 2 * DIGEST_LENGTH))
         self._view = memoryview(self._stage)
         self._start = 0
@@ -272,7 +273,7 @@ class Receiver:
             if self.screen is not None:
                 self.screen(stage[start] & 0x3F, ahs_len, length)
         except RemoteProtocolError:
-            DIGEST_ERRORS.untrusted_headers += 1
+            self.errors.untrusted_headers += 1
             raise
 
     def _begin(self, hlen: int) -> None:
@@ -281,7 +282,7 @@ class Receiver:
         if self.header_digest:
             got = self._view[self._start + hlen:self._start + hlen + DIGEST_LENGTH]
             if not digest.verify(got, raw):
-                DIGEST_ERRORS.header += 1
+                self.errors.header += 1
                 raise DigestError("header")
         length = int.from_bytes(header[5:8], "big")
         self._header, self._ahs, self._length = header, ahs, length
@@ -331,7 +332,7 @@ class Receiver:
             if not digest.verify(tail[-DIGEST_LENGTH:], self._dest[:length],
                                  tail[:-DIGEST_LENGTH]):
                 # RFC 7143 §7.8: Reject with reason 0x02; the command is then failed.
-                DIGEST_ERRORS.data += 1
+                self.errors.data += 1
                 self._rejected = PduRejected(RejectReason.DATA_DIGEST_ERROR,
                                              "data digest mismatch", self._header)
                 self._final_dest = None

@@ -30,7 +30,8 @@ def login_config(catalog: Catalog) -> TargetLoginConfig:
         max_burst_length=limits.max_burst_length,
         first_burst_length=limits.first_burst_length,
         max_outstanding_r2t=limits.max_outstanding_r2t,
-        authenticator=TargetChap(catalog.auth) if catalog.auth is not None else None,
+        authenticator=(TargetChap(catalog.auth, issued=catalog.state.challenges)
+                       if catalog.auth is not None else None),
     )
 
 

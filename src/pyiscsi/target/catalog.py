@@ -6,6 +6,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .state import ServerState
+
 if TYPE_CHECKING:
     from ..proto.chap import AuthConfig
     from ..scsi.lun import LogicalUnit
@@ -69,6 +71,8 @@ class Catalog:
         self.limits = limits or Limits()
         self.sessions: dict[int, Session] = {}
         self._tsih = itertools.count(1)
+        self.state = ServerState()
+        """The counters and allocators of the server serving this catalog."""
 
     def target(self, name: str) -> Target | None:
         return self.targets.get(name)

@@ -18,11 +18,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..placement.counters import COUNTERS
-from ..placement.table import REGISTRY, DataPointerTable
+from ..placement.table import DataPointerTable
 from ..proto import pdu as P
 from ..proto.errors import LoginFailed, PduRejected, RemoteProtocolError
-from ..proto.framing import DIGEST_ERRORS, DISCARD, PduReceived, Receiver, Route, frame
+from ..proto.framing import DISCARD, PduReceived, Receiver, Route, frame
 from ..proto.login import TargetLogin
 from ..proto.serial import sn_add
 from ..proto.wire import (
@@ -90,7 +89,9 @@ class TargetConnection:
         if r2t_budget < 1:
             raise ValueError(f"{limits.table_entries} table entries cannot serve a queue "
                              f"depth of {limits.queue_depth}")
-        self.number = REGISTRY.register(self, number)
+        self.state = catalog.state
+        self.counters = catalog.state.copies
+        self.number = self.state.connections.register(self, number)
         self.table.connection_number = self.number
         self.log = _ConnectionLog(log, {"conn": self.number})
         self.transfers = Transfers(self.table, r2t_budget=r2t_budget, send_r2t=self._send_r2t,
@@ -99,7 +100,8 @@ class TargetConnection:
         self.store_works = StoreWorks()
         self._task_sets = TaskSets(self._run_task, self._resume_task)
         self.receiver = Receiver(self, max_data_length=_LOGIN_DATA_LIMIT,
-                                 on_pdu=self._on_pdu, screen=self._screen)
+                                 on_pdu=self._on_pdu, screen=self._screen,
+                                 counters=self.counters, errors=self.state.receive)
         self.phase = Phase.LOGIN
         self.session: Session | None = None
         self.params: SessionParams | None = None
@@ -151,7 +153,7 @@ class TargetConnection:
                 and self.receiver.mid_pdu and self.phase is not Phase.CLOSED):
             self.log.info("peer %s sent part of a PDU and nothing for %.0f s: closing",
                           self.peer, idle)
-            DIGEST_ERRORS.partial_pdus += 1
+            self.state.receive.partial_pdus += 1
             self.dead = True
             return
         if self.phase is not Phase.FULL_FEATURE or not self.ping_interval:
@@ -198,7 +200,7 @@ class TargetConnection:
         self.transfers.clear()
         self.store_works.clear()
         self._held.clear()
-        REGISTRY.unregister(self.number)
+        self.state.connections.unregister(self.number)
         self.log.info("connection from %s closed%s", self.peer,
                       f" (TSIH {session.tsih})" if session is not None else "")
         if session is not None and self in session.connections:
@@ -506,9 +508,9 @@ class TargetConnection:
             if task.unsol_buffer is not None:
                 n = min(task.unsol_end, task.limit)
                 plan.buffer[:n] = task.unsol_buffer[:n]
-                COUNTERS.rx_staged += n
+                self.counters.rx_staged += n
             if plan.staged:
-                COUNTERS.rx_staged += arrived  # the SCSI layer copies it to the store
+                self.counters.rx_staged += arrived  # the SCSI layer copies it to the store
             task.data_done = True
             self._settle(task, plan.complete(arrived))
             if task.result is not None:

@@ -9,10 +9,8 @@ import os
 import socket
 from collections.abc import Callable
 
-from ..placement.counters import COUNTERS
-from ..proto.framing import DIGEST_ERRORS
 from ..transport.store_runner import StoreRunner
-from ..transport.stream import Stats, StreamProtocol
+from ..transport.stream import StreamProtocol
 from .catalog import Catalog
 from .connection import TargetConnection
 
@@ -56,7 +54,7 @@ class TargetServer:
 
         proto = StreamProtocol(make, login_timeout=catalog.limits.login_timeout,
                                on_lost=self._protocols.discard,
-                               store_runner=self.store_runner)
+                               store_runner=self.store_runner, state=catalog.state)
         self._protocols.add(proto)
         return proto
 
@@ -78,12 +76,12 @@ class TargetServer:
 
     def stats(self) -> dict[str, int]:
         """Counters readable at run time: placement bytes and connection health."""
-        return {**COUNTERS.snapshot(), "internal_errors": Stats.internal_errors,
-                "protocol_errors": Stats.protocol_errors, "connections": Stats.connections,
+        runner = self.store_runner.stats if self.store_runner is not None else None
+        return {**self.catalog.state.snapshot(),
                 "live_connections": len(self._protocols),
-                "header_digest_errors": DIGEST_ERRORS.header,
-                "data_digest_errors": DIGEST_ERRORS.data,
-                "sessions": len(self.catalog.sessions)}
+                "sessions": len(self.catalog.sessions),
+                "store_requests": runner.submitted if runner is not None else 0,
+                "store_requests_queued_max": runner.queued_max if runner is not None else 0}
 
 
 class _Refuse(asyncio.Protocol):

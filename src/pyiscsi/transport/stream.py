@@ -16,8 +16,8 @@ import sys
 from collections.abc import Callable
 from typing import Protocol
 
-from ..placement.counters import COUNTERS
 from ..proto.errors import ProtocolError
+from ..target.state import ServerState
 from ..target.storework import StoreRequest
 from .store_runner import StoreRunner
 
@@ -52,22 +52,16 @@ def writes_without_copy(loop: asyncio.AbstractEventLoop) -> bool:
     return type(loop).__module__.startswith("uvloop") or sys.version_info >= (3, 12)
 
 
-class Stats:
-    """Process-wide transport counters (internal errors are crashes in the tests' sense)."""
-
-    internal_errors = 0
-    protocol_errors = 0
-    connections = 0
-
-
 class StreamProtocol(asyncio.BufferedProtocol):
     """One TCP connection: feeds bytes to an engine and writes what it produces."""
 
     def __init__(self, make_engine: Callable[[str], Engine], *,
                  login_timeout: float | None = None,
                  on_lost: Callable[[StreamProtocol], None] | None = None,
-                 store_runner: StoreRunner | None = None) -> None:
+                 store_runner: StoreRunner | None = None,
+                 state: ServerState | None = None) -> None:
         self._make_engine = make_engine
+        self.state = state if state is not None else ServerState()
         self._runner = store_runner
         self._login_timeout = login_timeout
         self._on_lost = on_lost
@@ -92,7 +86,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self.engine = self._make_engine(name)
         if hasattr(self.engine, "peer_closed"):
             self.engine.peer_closed = self._peer_closed
-        Stats.connections += 1
+        self.state.transport.connections += 1
         self.transport.set_write_buffer_limits(high=8 << 20, low=1 << 20)
         if self._login_timeout:
             self._timer = loop.call_later(self._login_timeout, self._login_expired)
@@ -117,7 +111,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
             engine.received_at(self._loop.time())
             engine.advance(nbytes)
         except ProtocolError as exc:
-            Stats.protocol_errors += 1
+            self.state.transport.protocol_errors += 1
             log.info("conn %d: closing: %s", engine.number, exc)
             self._flush()
             self.transport.close()
@@ -190,9 +184,9 @@ class StreamProtocol(asyncio.BufferedProtocol):
                 return
             transport.writelines(out)
             if self._zero_copy:
-                COUNTERS.tx_zero_copy += payload
+                self.state.copies.tx_zero_copy += payload
             else:
-                COUNTERS.tx_copied += payload
+                self.state.copies.tx_copied += payload
         if engine.close_after_send:
             transport.close()
 
@@ -250,7 +244,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         return bool(poller.poll(0))
 
     def _internal_error(self, where: str) -> None:
-        Stats.internal_errors += 1
+        self.state.transport.internal_errors += 1
         number = self.engine.number if self.engine is not None else -1
         log.exception("conn %d: internal error in %s; closing the connection", number, where)
         if self.engine is not None:

@@ -1,0 +1,45 @@
+"""What one target server owns and hands to every connection it serves: its counters, its
+connection-number allocator (the connection lookup table of claim 1 of '663) and its record
+of issued CHAP challenges. Nothing of this lives at module level, so two servers in one
+process keep separate figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..placement.counters import CopyCounters
+from ..placement.table import ConnectionRegistry
+from ..proto.chap import IssuedChallenges
+from ..proto.framing import ReceiveErrors
+
+
+@dataclass(slots=True)
+class TransportStats:
+    """Connection health as the transport sees it (internal errors are crashes)."""
+
+    internal_errors: int = 0
+    protocol_errors: int = 0
+    connections: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class ServerState:
+    """The figures and allocators of one server."""
+
+    copies: CopyCounters = field(default_factory=CopyCounters)
+    receive: ReceiveErrors = field(default_factory=ReceiveErrors)
+    transport: TransportStats = field(default_factory=TransportStats)
+    connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+    challenges: IssuedChallenges = field(default_factory=IssuedChallenges)
+
+    def snapshot(self) -> dict[str, int]:
+        """Every counter by name (``--stats``, metrics)."""
+        receive = self.receive
+        return {**self.copies.snapshot(),
+                "internal_errors": self.transport.internal_errors,
+                "protocol_errors": self.transport.protocol_errors,
+                "connections": self.transport.connections,
+                "header_digest_errors": receive.header,
+                "data_digest_errors": receive.data,
+                "untrusted_headers": receive.untrusted_headers,
+                "partial_pdus": receive.partial_pdus}

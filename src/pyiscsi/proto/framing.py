@@ -107,6 +107,9 @@ class Receiver:
         self.router = router
         self.screen = screen
         """Checks a header's opcode and lengths from the BHS alone (see :data:`HeaderScreen`)."""
+        self.screen_every_header = True
+        """Whether :attr:`screen` sees every header, or only those claiming an AHS (full
+        feature phase: an opcode's legality is then the engine's matter at :meth:`route`)."""
         self.on_pdu = on_pdu
         """If given, called with each PDU as soon as it is complete, before the next header is
         routed (so the engine's state is current when it routes the next PDU). Otherwise the
@@ -270,7 +273,7 @@ class Receiver:
                 raise RemoteProtocolError(
                     f"DataSegmentLength {length} > MaxRecvDataSegmentLength "
                     f"{self.max_data_length}")
-            if self.screen is not None:
+            if self.screen is not None and (ahs_len or self.screen_every_header):
                 self.screen(stage[start] & 0x3F, ahs_len, length)
         except RemoteProtocolError:
             self.errors.untrusted_headers += 1

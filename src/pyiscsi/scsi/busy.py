@@ -13,26 +13,24 @@ from .cdb import LBA_COUNT, Op
 class BusyRanges:
     """The busy ranges of one LU and the commands waiting for them, first come first served."""
 
-    __slots__ = ("_ranges", "_waiting")
+    __slots__ = ("_waiting", "ranges")
 
     def __init__(self) -> None:
-        self._ranges: dict[int, list[tuple[int, int]]] = {}
+        self.ranges: dict[int, list[tuple[int, int]]] = {}
+        """Busy ranges by the token of the work changing them (empty: nothing waits)."""
         self._waiting: list[Callable[[], bool]] = []
-
-    def __bool__(self) -> bool:
-        return bool(self._ranges)
 
     def overlaps(self, start: int, end: int) -> bool:
         """Whether ``[start, end)`` touches a busy range."""
-        return any(s < end and start < e for ranges in self._ranges.values() for s, e in ranges)
+        return any(s < end and start < e for ranges in self.ranges.values() for s, e in ranges)
 
     def add(self, token: int, ranges: list[tuple[int, int]]) -> None:
         if ranges:
-            self._ranges[token] = ranges
+            self.ranges[token] = ranges
 
     def remove(self, token: int) -> None:
         """Work ``token`` completed: waiting commands try again, in arrival order."""
-        if self._ranges.pop(token, None) is None:
+        if self.ranges.pop(token, None) is None:
             return
         waiting, self._waiting = self._waiting, []
         for retry in waiting:

@@ -233,12 +233,10 @@ class TargetConnection:
         return sn
 
     def _window(self) -> tuple[int, int]:
-        """ExpCmdSN and MaxCmdSN to send: the window slides with every CmdSN taken."""
+        """ExpCmdSN and MaxCmdSN to send (the session slides MaxCmdSN as CmdSNs are taken
+        and tasks end)."""
         s = self.session
-        if s is None:
-            return 0, 0
-        s.slide()
-        return s.expcmdsn, s.maxcmdsn
+        return (s.expcmdsn, s.maxcmdsn) if s is not None else (0, 0)
 
     def _reject(self, reason: RejectReason, header: bytes, why: str = "") -> None:
         self.log.info("reject 0x%02x: %s", reason, why)
@@ -311,7 +309,8 @@ class TargetConnection:
         task.unsol_end = task.next_r2t = unsolicited
         self.tasks[cmd.itt] = task
         if verdict is Admission.NOW:
-            session.admit(cmd.cmdsn, cmd.immediate)
+            if not cmd.immediate:
+                session.take()
             self._execute(task)
         else:
             self._held[cmd.cmdsn] = lambda: self._start_held(task)
@@ -350,6 +349,7 @@ class TargetConnection:
         assert session is not None
         if verdict is Admission.NOW:
             session.admit(cmd.cmdsn, cmd.immediate)
+            session.slide()  # a CmdSN taken without a task: the window moves on
             if refusal is not None:
                 self._admitted = (None, refusal)
         elif refusal is not None:
@@ -373,7 +373,7 @@ class TargetConnection:
         touches (on this LU, from any session)."""
         assert self.target is not None
         lu = self.target.luns.get(task.lun)
-        if lu is not None and lu.busy and self._waits_for_busy(lu, task):
+        if lu is not None and lu.busy.ranges and self._waits_for_busy(lu, task):
             lu.busy.wait(lambda: self._retry(task))
             return
         cmd = task.cmd
@@ -416,7 +416,7 @@ class TargetConnection:
             return True
         assert self.target is not None
         lu = self.target.luns.get(task.lun)
-        if lu is not None and lu.busy and self._waits_for_busy(lu, task):
+        if lu is not None and lu.busy.ranges and self._waits_for_busy(lu, task):
             return False
         self._run_task(task)
         self._progress(task)
@@ -426,9 +426,14 @@ class TargetConnection:
         """Take what the SCSI layer answered: store work runs at once when the store can,
         else the task waits for its completion (:meth:`store_completed`); a plan opens the
         data phase; a result ends the task (once its open bursts have drained)."""
-        lu = self.target.luns.get(task.lun) if self.target is not None else None
-        settled = self.store_works.settle(outcome, lambda o: self._resumed(task, o),
-                                          lu.busy if lu is not None else None)
+        settled: ScsiResult | DataOutPlan | None
+        if isinstance(outcome, DataOutPlan) or (isinstance(outcome, ScsiResult)
+                                                and outcome.background is None):
+            settled = outcome  # nothing for the store to do: the common case, kept cheap
+        else:
+            lu = self.target.luns.get(task.lun) if self.target is not None else None
+            settled = self.store_works.settle(outcome, lambda o: self._resumed(task, o),
+                                              lu.busy if lu is not None else None)
         if settled is None:
             task.store_busy = True
         elif isinstance(settled, DataOutPlan):
@@ -698,6 +703,7 @@ class TargetConnection:
             assert verdict is Admission.NOW
             if run is not None:
                 run()
+            session.slide()
 
     def _ordered(self, pdu: P.Pdu, data: bytes | None, rule: OpcodeRule) -> None:
         """CmdSN ordering for requests other than SCSI commands (RFC 7143 §3.2.2.1)."""
@@ -708,6 +714,7 @@ class TargetConnection:
         if verdict is Admission.LATER:
             self._held[cmdsn] = lambda: rule.handler(self, pdu, data)
         elif verdict is Admission.NOW:
+            session.slide()
             rule.handler(self, pdu, data)
             self._run_held()
 
@@ -838,6 +845,7 @@ class TargetConnection:
         params = self._params
         self.phase = Phase.FULL_FEATURE
         self.receiver.max_data_length = params.max_recv_data_segment_length
+        self.receiver.screen_every_header = False  # only headers with an AHS need a look
         self.transfers.max_burst_length = params.max_burst_length
         self.transfers.max_outstanding_r2t = params.max_outstanding_r2t
         self.receiver.header_digest = params.header_digest

@@ -85,6 +85,11 @@ class Session:
             self.expcmdsn = sn_add(self.expcmdsn, 1)
         return verdict
 
+    def take(self) -> None:
+        """Take the next CmdSN (the caller classified its request as :attr:`Admission.NOW`,
+        not immediate): :meth:`admit` without classifying again."""
+        self.expcmdsn = (self.expcmdsn + 1) & 0xFFFFFFFF
+
     def task_started(self, immediate: bool = False) -> None:
         self.active += 1
         if immediate:

@@ -11,7 +11,6 @@ itself: R2Ts go out through the ``send_r2t`` callback the engine gives it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -173,8 +172,10 @@ class Transfers:
 
     def release(self, task: Task, tag: int) -> None:
         """Free one of a task's entries (its tag goes stale); waiting tasks may use it."""
-        with contextlib.suppress(PlacementError):
+        try:  # noqa: SIM105  (contextlib.suppress costs ~0.5 us on this per-command path)
             self.table.free(tag)
+        except PlacementError:
+            pass
         if tag == task.unsol_tag:
             task.unsol_tag = None
         elif tag in task.outstanding:

@@ -1,0 +1,81 @@
+"""Engine CPU per command, in memory: 4 KiB WRITE(10) with immediate data and READ(10)
+through a real TargetConnection (receive path, admission, SCSI, response encoding), no
+sockets. Prints microseconds per command; run it against two trees to compare builds:
+
+    PYTHONPATH=src python bench/engine_cost.py
+    PYTHONPATH=/tmp/old/src python bench/engine_cost.py
+"""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import pstats
+import struct
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyiscsi.proto import pdu as P  # noqa: E402
+from pyiscsi.target.connection import TargetConnection  # noqa: E402
+from tests.pair import Initiator, make_catalog, wire  # noqa: E402
+
+N = int(os.environ.get("N", "20000"))
+BATCH = 32
+
+
+def run(kind: str, n: int) -> float:
+    conn = TargetConnection(make_catalog(64 << 20), "bench")
+    ini = Initiator(conn)
+    ini.login()
+    conn.take_output()
+    data = b"\x5a" * 4096
+    frames = []
+    for i in range(BATCH):
+        lba = (i * 97 % 16000) * 8
+        if kind == "write":
+            cdb = struct.pack(">BBIBHB", 0x2A, 0, lba, 0, 8, 0).ljust(16, b"\0")
+            frames.append((cdb, data))
+        else:
+            cdb = struct.pack(">BBIBHB", 0x28, 0, lba, 0, 8, 0).ljust(16, b"\0")
+            frames.append((cdb, b""))
+    start = time.perf_counter()
+    done = 0
+    while done < n:
+        stream = []
+        for cdb, payload in frames:
+            ini.itt = (ini.itt + 1) & 0xFFFF
+            cmd = P.ScsiCommand(itt=ini.itt, cdb=cdb, expected_length=4096, cmdsn=ini.cmdsn,
+                                read=kind == "read", write=kind == "write",
+                                data_length=len(payload))
+            ini.cmdsn += 1
+            stream.append(wire(cmd, payload or None))
+        blob = memoryview(b"".join(stream))
+        while blob:
+            buf = conn.get_buffer()
+            k = min(len(buf), len(blob))
+            buf[:k] = blob[:k]
+            blob = blob[k:]
+            conn.advance(k)
+        conn.take_output()
+        done += BATCH
+    return (time.perf_counter() - start) / done * 1e6
+
+
+def main() -> None:
+    for kind in ("read", "write"):
+        run(kind, 2000)
+        best = min(run(kind, N) for _ in range(3))
+        print(f"{kind:5s} 4KiB: {best:6.2f} us/command (engine only, best of 3)")
+    if os.environ.get("PROFILE"):
+        profiler = cProfile.Profile()
+        profiler.enable()
+        run(os.environ["PROFILE"], N)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()

@@ -253,7 +253,9 @@ def test_write_to_a_store_that_allocates_later_stages_its_immediate_data(
     """The command's plan is not known when its immediate data arrives (its store is busy
     allocating): the bytes wait in a private area and are copied once, never dropped."""
     store.later = {StoreOpKind.ALLOCATE}
+    store.paged = True  # type: ignore[misc]  # like a sparse file: holes to allocate
     store.needs_allocation = lambda offset, length: True  # type: ignore[method-assign]
+    store.resident = lambda offset, length: True  # type: ignore[method-assign]
     w = write(ini, 16, b"\x99" * 4096)
     (allocate,) = requests(ini)
     assert [op.kind for op in allocate.ops] == [StoreOpKind.ALLOCATE]

@@ -38,6 +38,11 @@ class BackingStore(abc.ABC):
     name: str
     """Human-readable identity (path or ``ram``), used in logs and the serial number."""
 
+    paged = False
+    """Whether the store's memory may need work before the loop touches it (a file mapping:
+    holes to allocate, pages to fault in): when False, :meth:`needs_allocation` and
+    :meth:`resident` need not be asked (RAM)."""
+
     @property
     def memory_addressable(self) -> bool:
         """True when :meth:`view` hands out the store's own memory."""

@@ -48,6 +48,8 @@ def _space_error(exc: OSError) -> StoreError:
 class FileStore(MappedStore):
     """A regular file as a LUN. A missing file is created sparse with ``size`` bytes."""
 
+    paged = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],

@@ -226,8 +226,12 @@ class Receiver:
             if self._state == _HEADER:
                 if avail < BHS_LENGTH:
                     return
-                ahs_len = self._stage[self._start + 4] * 4
-                self._screen(ahs_len)
+                stage, start = self._stage, self._start
+                ahs_len = stage[start + 4] * 4
+                if (ahs_len or self.screen_every_header
+                        or (stage[start + 5] << 16 | stage[start + 6] << 8 | stage[start + 7])
+                        > self.max_data_length):
+                    self._screen(ahs_len)
                 hlen = BHS_LENGTH + ahs_len
                 need = hlen + (DIGEST_LENGTH if self.header_digest else 0)
                 if avail < need:
@@ -273,7 +277,7 @@ class Receiver:
                 raise RemoteProtocolError(
                     f"DataSegmentLength {length} > MaxRecvDataSegmentLength "
                     f"{self.max_data_length}")
-            if self.screen is not None and (ahs_len or self.screen_every_header):
+            if self.screen is not None:
                 self.screen(stage[start] & 0x3F, ahs_len, length)
         except RemoteProtocolError:
             self.errors.untrusted_headers += 1

@@ -593,6 +593,11 @@ DECODERS: dict[int, _Decoder] = {
                 LoginResponse, TextResponse, DataIn, LogoutResponse, R2T, AsyncMessage, Reject)
 }
 """Opcode -> BHS decoder: the dispatch table of the codec (RFC 7143 §11.2.1.2)."""
+DECODERS_BY_CLASS: tuple[type[Pdu], ...] = (
+    NopOut, ScsiCommand, TaskMgmtRequest, LoginRequest, TextRequest, DataOut, LogoutRequest,
+    SnackRequest, NopIn, ScsiResponse, TaskMgmtResponse, LoginResponse, TextResponse, DataIn,
+    LogoutResponse, R2T, AsyncMessage, Reject)
+"""Every PDU class the codec knows."""
 
 
 def decode_bhs(bhs: bytes | bytearray | memoryview) -> Pdu:

@@ -90,7 +90,7 @@ def read_handler(decode: LbaCount, protect: bool) -> Handler:
         store = lu.store
         if lu.memory_addressable:
             view = store.view(offset, length)
-            if store.resident(offset, length):
+            if not store.paged or store.resident(offset, length):
                 return ScsiResult(data=view)
             # pages on disk: fault them in off the loop, then send from the mapping
             return StoreWork(store, (StoreOp(StoreOpKind.FAULT_IN, offset, length),),
@@ -143,12 +143,12 @@ def write_handler(decode: LbaCount, protect: bool) -> Handler:
             else:
                 plan = DataOutPlan(view, length, lambda received: flushed(store, offset,
                                                                             length))
-            if store.needs_allocation(offset, length):
+            if store.paged and store.needs_allocation(offset, length):
                 # a hole of a sparse file: allocate off the loop before a byte lands
                 return StoreWork(store, (StoreOp(StoreOpKind.ALLOCATE, offset, length),),
                                  lambda: plan)
             store.prepare_write(offset, length)
-            if not store.resident(offset, length):
+            if store.paged and not store.resident(offset, length):
                 return StoreWork(store, (StoreOp(StoreOpKind.FAULT_IN, offset, length),),
                                  lambda: plan)
             return plan

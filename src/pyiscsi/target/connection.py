@@ -266,7 +266,7 @@ class TargetConnection:
         """Decide where a PDU's data segment goes, before a payload byte is received."""
         if self.phase is not Phase.FULL_FEATURE:
             return None
-        rule = OPCODES.get(pdu.opcode)
+        rule = RULES.get(type(pdu))
         if rule is None or Phase.FULL_FEATURE not in rule.phases:
             return DISCARD  # refused once whole; its payload is drained meanwhile
         return rule.route(self, pdu, ahs) if rule.route is not None else None
@@ -300,11 +300,13 @@ class TargetConnection:
             raise PduRejected(RejectReason.TASK_IN_PROGRESS if cmd.itt in self.tasks
                               else RejectReason.INVALID_PDU_FIELD,
                               f"ITT 0x{cmd.itt:08x} already in use")
-        unsolicited = self._unsolicited_length(cmd)
-        refusal = self._refusal(cmd, unsolicited, verdict)
-        if refusal is not None:
-            self._take_cmdsn(cmd, verdict, refusal)
-            return DISCARD
+        unsolicited = 0
+        if cmd.data_length or not cmd.final:
+            unsolicited = self._unsolicited_length(cmd)
+            refusal = self._refusal(cmd, unsolicited, verdict)
+            if refusal is not None:
+                self._take_cmdsn(cmd, verdict, refusal)
+                return DISCARD
         task = Task(cmd, lun_from_field(cmd.lun), ahs)
         task.unsol_end = task.next_r2t = unsolicited
         self.tasks[cmd.itt] = task
@@ -496,19 +498,19 @@ class TargetConnection:
         """Move a task forward: more R2Ts, the data phase's completion once every byte has
         landed, or the response; nothing while its store work is in flight."""
         if task.aborted:
-            if self.transfers.all_landed(task) and not task.store_busy:
+            if task.unsol_tag is None and not task.outstanding and not task.store_busy:
                 self._finish_task(task)
             return
         if not task.started or task.store_busy:
             return
         if task.result is not None:
-            if self.transfers.all_landed(task):
+            if task.unsol_tag is None and not task.outstanding:  # every burst has ended
                 self._respond(task, task.result)
             return
         plan = task.plan
         if plan is None:
             return
-        if task.next_r2t >= task.limit and self.transfers.all_landed(task):
+        if task.next_r2t >= task.limit and task.unsol_tag is None and not task.outstanding:
             arrived = min(task.received, task.limit)
             if task.unsol_buffer is not None:
                 n = min(task.unsol_end, task.limit)
@@ -626,7 +628,7 @@ class TargetConnection:
         assert pdu is not None
         if self.phase is Phase.CLOSED:
             return
-        rule = OPCODES.get(pdu.opcode)
+        rule = RULES.get(type(pdu))
         if rule is None or self.phase not in rule.phases:
             if self.phase is Phase.LOGIN:
                 raise RemoteProtocolError(f"{pdu.opcode.name} during login")
@@ -903,3 +905,7 @@ OPCODES: dict[int, OpcodeRule] = {
 }
 """Every opcode the target accepts from an initiator (RFC 7143 §11), as data. Target
 opcodes (0x20 and up) have no rule: Reject 0x04; unknown ones: Reject 0x05 (the codec)."""
+RULES: dict[type[P.Pdu], OpcodeRule] = {
+    cls: OPCODES[cls.OPCODE] for cls in P.DECODERS_BY_CLASS if cls.OPCODE in OPCODES}
+"""The same table keyed by PDU class (a decoded PDU finds its rule without hashing an
+enum member)."""

@@ -39,12 +39,12 @@ class TaskSets:
         """The task's CmdSN was reached: run it now, or queue it behind an ORDERED task."""
         lun = task.lun
         attr = task.cmd.attr
-        if attr == HEAD_OF_QUEUE:
-            self._admit(task)
-            return
-        barrier = self._barriers.get(lun)
-        if barrier is None and attr != ORDERED:
-            self._admit(task)
+        barrier = self._barriers.get(lun) if self._barriers else None
+        if attr == HEAD_OF_QUEUE or (barrier is None and attr != ORDERED):
+            active = self._active
+            active[lun] = active.get(lun, 0) + 1  # the common case, inline
+            task.in_task_set = True
+            self._run(task)
             return
         if barrier is None:
             barrier = self._barriers[lun] = deque()

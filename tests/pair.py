@@ -54,7 +54,12 @@ def run_store_work(conn: TargetConnection) -> int:
     """Do what the transport's store runner does: run the store requests the engine handed
     out and feed their completions back, until none is left. Answers how many ran."""
     ran = 0
-    while requests := conn.take_store_requests():
+    while True:
+        while conn.wants_turn:
+            conn.turn()  # the loop goes round: nothing else is queued in memory
+        requests = conn.take_store_requests()
+        if not requests:
+            return ran
         for request in requests:
             error: BaseException | None = None
             try:
@@ -64,7 +69,6 @@ def run_store_work(conn: TargetConnection) -> int:
                 error = exc
             conn.store_completed(request.token, error)
             ran += 1
-    return ran
 
 
 def drain(conn: TargetConnection, out: list[bytes | bytearray | memoryview] | None = None

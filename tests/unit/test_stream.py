@@ -74,6 +74,7 @@ class FakeEngine:
         self.payload = 0
         self.closed = 0
         self.store_requests: list[StoreRequest] = []
+        self.turns = 0
         self.completed: list[tuple[int, BaseException | None]] = []
         self.fail: BaseException | None = None
         self.fail_get_buffer = False
@@ -109,6 +110,11 @@ class FakeEngine:
         out, payload = self.output, self.payload
         self.output, self.payload = [], 0
         return out, payload
+
+    wants_turn = False
+
+    def turn(self) -> None:
+        self.turns += 1
 
     def take_store_requests(self) -> list[StoreRequest]:
         requests, self.store_requests = self.store_requests, []
@@ -360,26 +366,25 @@ def test_pause_and_resume_writing_pause_and_resume_reading() -> None:
     run(check)
 
 
-class HookEngine(FakeEngine):
-    """An engine that asks the transport whether the peer already sent its FIN."""
-
-    peer_closed: Callable[[], bool] | None = None
-
-
-def test_peer_closed_hook_is_installed_and_false_without_a_socket() -> None:
-    engines: list[HookEngine] = []
+def test_an_engine_wanting_a_turn_gets_it_after_the_queued_io() -> None:
+    engines: list[FakeEngine] = []
 
     def make(name: str) -> Engine:
-        engines.append(HookEngine(name))
+        engines.append(FakeEngine(name))
         return engines[-1]
 
     proto = StreamProtocol(make, state=STATE)
 
     async def main() -> None:
         proto.connection_made(FakeTransport())  # type: ignore[arg-type]
-        hook = engines[0].peer_closed
-        assert hook is not None
-        assert hook() is False  # the fake transport has no socket to poll
+        engine = engines[0]
+        engine.wants_turn = True  # type: ignore[misc]
+        proto._flush()
+        assert engine.turns == 0  # not now: after the loop has gone round
+        engine.wants_turn = False  # type: ignore[misc]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert engine.turns == 1
         proto.connection_lost(None)
 
     asyncio.run(main())

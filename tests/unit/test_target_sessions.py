@@ -66,8 +66,9 @@ def test_two_sessions_one_dies_mid_write() -> None:
 
 
 def test_reserve6_of_a_peer_that_already_left_does_not_block() -> None:
-    """The holder's FIN may still be queued behind our command: a departed holder is reaped
-    before RESERVATION CONFLICT is decided; a live one still conflicts (SPC-2 §5.5.1)."""
+    """The holder's FIN may still be queued behind our command: a command that would meet
+    another nexus's RESERVE(6) waits one turn of the event loop, so a FIN fed in meanwhile
+    ends that nexus first; a live holder still conflicts (SPC-2 §5.5.1)."""
     catalog = make_catalog()
     a, b = TargetConnection(catalog, "a"), TargetConnection(catalog, "b")
     ini_a, ini_b = Initiator(a), Initiator(b, isid=0x400001230009)
@@ -75,11 +76,14 @@ def test_reserve6_of_a_peer_that_already_left_does_not_block() -> None:
     ini_b.login()
     ini_b.command(bytes([0x16, 0, 0, 0, 0, 0]))  # RESERVE(6)
     assert drain(b)[0].pdu.status == 0
-    b.peer_closed = lambda: False  # b is alive
     ini_a.command(bytes(6))  # TEST UNIT READY
+    assert a.take_output()[0] == [] and a.wants_turn  # waits for the loop to go round
+    a.turn()  # nothing came from b meanwhile: b is alive
     assert drain(a)[0].pdu.status == 0x18  # RESERVATION CONFLICT
-    b.peer_closed = lambda: True  # b's peer has closed; its FIN is not processed yet
     ini_a.command(bytes(6))
+    assert a.take_output()[0] == [] and a.wants_turn
+    b.close()  # b's FIN, fed in before the turn: the I_T nexus is lost, RESERVE(6) goes
+    a.turn()
     assert drain(a)[0].pdu.status == 0
-    assert b.phase is Phase.CLOSED and b.dead
+    assert b.phase is Phase.CLOSED
     a.close()

@@ -124,8 +124,7 @@ class TargetConnection:
         self.dead = False
         """Set by :meth:`tick` when the peer stopped answering NOP-In pings, or sat on part
         of a PDU past the partial-PDU deadline."""
-        self.peer_closed: Callable[[], bool] | None = None
-        """Set by the transport: whether the peer has closed its end (FIN received)."""
+        self._next_turn: list[Task] = []
         self.internal_errors = 0
         self.ping_interval = limits.nop_interval
         self.dead_after = limits.nop_timeout
@@ -378,14 +377,20 @@ class TargetConnection:
         if lu is not None and lu.busy.ranges and self._waits_for_busy(lu, task):
             lu.busy.wait(lambda: self._retry(task))
             return
+        if (lu is not None and lu.reservations.spc2_holder not in (None, self._nexus)
+                and not task.turned):
+            # Another I_T nexus holds RESERVE(6). If its peer has just gone, the FIN may be
+            # queued behind this command in the loop: wait one turn of the loop, so that
+            # nexus loss is seen first and never answered as a conflict (SPC-2 §5.5.1).
+            task.turned = True
+            self._next_turn.append(task)
+            return
         cmd = task.cmd
         cdb = cmd.cdb + _extended_cdb(task.ahs) if task.ahs else cmd.cdb
         request = ScsiRequest(cdb=cdb, expected_length=cmd.expected_length, read=cmd.read,
                               write=cmd.write, nexus=self._nexus, task_tag=cmd.itt)
         outcome: Outcome
         try:
-            if lu is not None and lu.reservations.spc2_holder not in (None, self._nexus):
-                self._reap_departed(lu.reservations.spc2_holder)
             ua = lu.attentions.take(self._nexus, cdb[0]) if lu is not None else None
             if ua is not None:
                 outcome = ScsiResult(ScsiStatus.CHECK_CONDITION, ua)
@@ -482,17 +487,19 @@ class TargetConnection:
             task.started = True
         self._progress(task)
 
-    def _reap_departed(self, holder: Nexus | None) -> None:
-        """Before a RESERVE(6) held by another I_T nexus refuses a command, end that nexus
-        if its peer has already closed the TCP connection (its FIN may still be queued
-        behind this command in the event loop): its reservation is gone (SPC-2 §5.5.1)."""
-        for session in list(self.catalog.sessions.values()):
-            if session.nexus != holder:
-                continue
-            for conn in list(session.connections):
-                if conn.peer_closed is not None and conn.peer_closed():
-                    conn.close()
-                    conn.dead = True
+    @property
+    def wants_turn(self) -> bool:
+        """Whether some task waits for the next turn of the event loop (:meth:`turn`)."""
+        return bool(self._next_turn)
+
+    def turn(self) -> None:
+        """The event loop went round once (every I/O event queued before has been fed in):
+        the tasks that waited for it run."""
+        waiting, self._next_turn = self._next_turn, []
+        for task in waiting:
+            if self.tasks.get(task.itt) is task and not task.aborted:
+                self._run_task(task)
+            self._progress(task)
 
     def _progress(self, task: Task) -> None:
         """Move a task forward: more R2Ts, the data phase's completion once every byte has

@@ -36,6 +36,7 @@ class Task:
         "result",
         "started",
         "store_busy",
+        "turned",
         "unsol_buffer",
         "unsol_end",
         "unsol_tag",
@@ -73,6 +74,8 @@ class Task:
         """Executed: its CmdSN was reached (it counts in the session's window)."""
         self.in_task_set = False
         """Counted as running in its session's task set of its LU (:mod:`.taskset`)."""
+        self.turned = False
+        """Already waited one turn of the event loop (see ``TargetConnection.turn``)."""
         self.store_busy = False
         """Store work of this task is in flight: the task waits for its completion."""
         self.data_done = False

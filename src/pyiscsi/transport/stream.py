@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import select
 import sys
 from collections.abc import Callable
 from typing import Protocol
@@ -43,6 +42,9 @@ class Engine(Protocol):
     def dead(self) -> bool: ...
     def take_output(self) -> tuple[list[Buffer], int]: ...
     def take_store_requests(self) -> list[StoreRequest]: ...
+    @property
+    def wants_turn(self) -> bool: ...
+    def turn(self) -> None: ...
     def store_completed(self, token: int, error: BaseException | None = None) -> None: ...
     def close(self) -> None: ...
 
@@ -72,6 +74,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self._flush_pending = False
+        self._turn_pending = False
         self._scratch = memoryview(bytearray(4096))
 
     # -- asyncio callbacks
@@ -84,8 +87,6 @@ class StreamProtocol(asyncio.BufferedProtocol):
         loop = asyncio.get_running_loop()
         self._zero_copy = writes_without_copy(loop)
         self.engine = self._make_engine(name)
-        if hasattr(self.engine, "peer_closed"):
-            self.engine.peer_closed = self._peer_closed
         self.state.transport.connections += 1
         self.transport.set_write_buffer_limits(high=8 << 20, low=1 << 20)
         if self._login_timeout:
@@ -179,6 +180,10 @@ class StreamProtocol(asyncio.BufferedProtocol):
             return
         for request in requests:
             self._run_store(request)
+        if engine.wants_turn and not self._turn_pending:
+            # one turn of the loop: a timer callback runs after the I/O events queued now
+            self._turn_pending = True
+            self._loop.call_later(0, self._turn)
         if out:
             if transport.is_closing():
                 return
@@ -189,6 +194,18 @@ class StreamProtocol(asyncio.BufferedProtocol):
                 self.state.copies.tx_copied += payload
         if engine.close_after_send:
             transport.close()
+
+    def _turn(self) -> None:
+        self._turn_pending = False
+        engine = self.engine
+        if engine is None or self.transport is None or self.transport.is_closing():
+            return
+        try:
+            engine.turn()
+        except Exception:
+            self._internal_error("turn")
+            return
+        self._flush()
 
     def _run_store(self, request: StoreRequest) -> None:
         """Store work goes to the runner; without one (tests), it runs here and now."""
@@ -231,17 +248,6 @@ class StreamProtocol(asyncio.BufferedProtocol):
             return
         self._flush()
         self._ticker = self._loop.call_later(_TICK, self._tick)
-
-    def _peer_closed(self) -> bool:
-        """Whether the peer's FIN (or an error) is already queued on our socket, without
-        reading anything: poll(POLLRDHUP) with no wait."""
-        transport = self.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is None:
-            return False
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLRDHUP | select.POLLHUP | select.POLLERR)
-        return bool(poller.poll(0))
 
     def _internal_error(self, where: str) -> None:
         self.state.transport.internal_errors += 1

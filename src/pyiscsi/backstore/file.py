@@ -26,6 +26,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _fallocate = _libc.fallocate
 _fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 _fallocate.restype = ctypes.c_int
+_msync = _libc.msync
+_msync.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+_msync.restype = ctypes.c_int
+_MS_SYNC = 4
 _mincore = _libc.mincore
 _mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p)
 _mincore.restype = ctypes.c_int
@@ -200,8 +204,10 @@ class FileStore(MappedStore):
             return
         start = offset // PAGE * PAGE
         try:
-            if length:
-                self._map.flush(start, offset + length - start)
+            # msync(2) through ctypes, which lets go of the GIL (mmap.flush holds it for the
+            # whole write-back: a flush on a worker thread would stall the event loop)
+            if length and _msync(self._address + start, offset + length - start, _MS_SYNC):
+                raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
             os.fdatasync(self._fd)
         except OSError as exc:
             raise StoreError(f"flush failed: {exc}") from exc

@@ -71,6 +71,11 @@ def cli(log_level: str) -> None:
               help="seconds of silence before a NOP-In ping (0: never)")
 @click.option("--nop-timeout", default=30.0, show_default=True, type=click.FloatRange(0, 3600),
               help="seconds of silence before the peer is declared dead (0: never)")
+@click.option("--partial-pdu-timeout", default=10.0, show_default=True,
+              type=click.FloatRange(0, 3600),
+              help="seconds a connection may sit on part of a PDU before it is closed (0: never)")
+@click.option("--immediate-commands", default=16, show_default=True, type=click.IntRange(1, 1024),
+              help="SCSI commands with the immediate bit a session may run at once")
 @click.option("--loop", "loop_kind", default="auto", show_default=True,
               type=click.Choice(["auto", "uvloop", "asyncio"]))
 @click.option("--chap", "chap", metavar="USER:SECRET", default=None,
@@ -84,7 +89,8 @@ def cli(log_level: str) -> None:
               metavar="PATH", help="mode 0600 file of chap=, mutual-chap=, allow= lines")
 def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
           stats_path: str | None, queue_depth: int, max_sessions: int, max_connections: int,
-          login_timeout: float, nop_interval: float, nop_timeout: float, loop_kind: str,
+          login_timeout: float, nop_interval: float, nop_timeout: float,
+          partial_pdu_timeout: float, immediate_commands: int, loop_kind: str,
           chap: str | None, mutual_chap: str | None, allow: tuple[str, ...],
           auth_file: str | None) -> None:
     """Serve LUNs to iSCSI initiators (Ctrl-C or SIGTERM stops cleanly)."""
@@ -117,7 +123,9 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
         lu.siblings = lambda: target.luns  # EXTENDED COPY between the target's LUNs
     limits = Limits(queue_depth=queue_depth, max_sessions=max_sessions,
                     max_connections=max_connections, login_timeout=login_timeout,
-                    nop_interval=nop_interval, nop_timeout=nop_timeout)
+                    nop_interval=nop_interval, nop_timeout=nop_timeout,
+                    partial_pdu_timeout=partial_pdu_timeout,
+                    immediate_commands=immediate_commands)
     catalog = Catalog([target], limits=limits, auth=access.auth)
     _run(_serve(catalog, addresses, stats_path), loop_kind)
 

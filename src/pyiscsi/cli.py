@@ -164,6 +164,9 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
     finally:
+        for target in catalog.targets.values():
+            for lu in target.luns.values():
+                lu.sanitize.stopping = True  # a running erase ends at its next chunk
         await server.stop()
         if stats_path:
             write_stats(stats_path, server.stats)

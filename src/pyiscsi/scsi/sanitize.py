@@ -86,6 +86,9 @@ class SanitizeState:
     failure_mode: bool = False
     exit_allowed: bool = False
     """The failed operation had AUSE=1: EXIT FAILURE MODE may end failure mode."""
+    stopping: bool = False
+    """The target shuts down: a running erase ends at its next chunk, as a failure (the
+    marker stays, so the LU comes back in failure mode, like after a crash)."""
 
     def running(self) -> bool:
         """Whether an operation is in progress."""
@@ -231,6 +234,8 @@ def _paced(lu: LogicalUnit, step: Callable[[int, int], None],
     def work() -> None:
         started = clock()
         for offset in range(0, size, CHUNK):
+            if state.stopping:
+                raise StoreError("sanitize interrupted: the target is shutting down")
             n = min(CHUNK, size - offset)
             step(offset, n)
             state.done = offset + n

@@ -856,3 +856,22 @@ def test_operation_ends_even_after_its_connection_closed() -> None:
         request.store.perform(op)
     conn.store_completed(request.token)
     assert not lu.sanitize.active
+
+
+def test_stopping_ends_the_erase_at_the_next_chunk_as_a_failure(tmp_path: Path) -> None:
+    path = tmp_path / "lun.img"
+    store = SteppedFileStore(path, 4 * MIB)
+    lu = make_lu(store)
+    store.stops = {MIB}
+    worker = Worker(erase_work(call(lu, "48 a2 0000000000 0000 00")))
+    assert store.reached.get(timeout=10) == MIB
+    lu.sanitize.stopping = True  # the target shuts down (serve's SIGTERM)
+    store.proceed.put(None)
+    result = worker.join()
+    assert isinstance(result, ScsiResult) and sense(result) == fixed(FAILED)
+    assert lu.sanitize.done == 2 * MIB  # the chunk under way was finished, no more
+    assert marker_of(path).exists()
+    store.close()
+    reopened = make_lu(FileStore(path))
+    assert reopened.sanitize.failure_mode and reopened.sanitize.exit_allowed
+    reopened.store.close()

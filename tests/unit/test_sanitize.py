@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import pyiscsi.cli
-from pyiscsi.backstore.base import StoreError
+from pyiscsi.backstore.base import BackingStore, StoreError
 from pyiscsi.backstore.file import FileStore
 from pyiscsi.backstore.memory import MemoryStore
 from pyiscsi.backstore.ops import StoreOpKind
@@ -67,9 +67,9 @@ class SteppedStore(MemoryStore):
             self.reached.put(offset)
             self.proceed.get(timeout=10)
 
-    def write(self, offset: int, data: memoryview | bytes) -> None:
-        self._stop(offset)
-        super().write(offset, data)
+    def prepare_write(self, offset: int, length: int) -> None:
+        self._stop(offset)  # before every write (MappedStore.write calls it too)
+        super().prepare_write(offset, length)
 
     def unmap(self, offset: int, length: int) -> None:
         self._stop(offset)
@@ -393,6 +393,43 @@ def test_overwrite_zero_pattern_deallocates_a_thin_lu() -> None:
     assert settle(send(lu, OVERWRITE.format(BS + 4), overwrite_params(bytes(BS)))).status == 0
     assert medium(lu) == bytes(BLOCKS * BS)
     assert not lu.store.is_mapped(0, BLOCKS * BS)
+
+
+class BytesStore(BackingStore):
+    """A store that is not memory-addressable: the erase goes through ``write``."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.block_size, self.read_only, self.name = size, BS, False, "bytes"
+        self.data = bytearray(size)
+        self.writes: list[tuple[int, int]] = []
+
+    def readinto(self, offset: int, buffer: memoryview) -> None:
+        buffer[:] = self.data[offset : offset + len(buffer)]
+
+    def write(self, offset: int, data: memoryview | bytes) -> None:
+        self.writes.append((offset, len(data)))
+        self.data[offset : offset + len(data)] = data
+
+    def flush(self, offset: int = 0, length: int | None = None) -> None:
+        pass
+
+
+def test_overwrite_of_a_store_that_is_not_memory_goes_through_write() -> None:
+    store = BytesStore(2 * MIB + 4 * BS)
+    lu = LogicalUnit(0, store, TARGET, sanitize_pace=0)
+    assert settle(send(lu, OVERWRITE.format(8), overwrite_params(b"\x01\x02\x03\x04"))
+                  ) == ScsiResult()
+    assert store.writes == [(0, MIB), (MIB, MIB), (2 * MIB, 4 * BS)]
+    assert store.data == b"\x01\x02\x03\x04" * (len(store.data) // 4)
+
+
+def test_copy_unlocked_fills_the_store_memory() -> None:
+    store = MemoryStore(8 * BS)
+    sanitize._copy_unlocked(store.view(BS, 2 * BS), b"\x5a" * (4 * BS))
+    assert bytes(store.view(0, 4 * BS)) == bytes(BS) + b"\x5a" * (2 * BS) + bytes(BS)
+    store._view.release()  # raises BufferError while an export is left behind
+    store._map.close()
+    assert store._map.closed
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ sanitize failure mode, EXIT FAILURE MODE allowed iff the interrupted command had
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -256,7 +257,27 @@ def _fill(lu: LogicalUnit, block: bytes) -> Callable[[int, int], None]:
     if lu.thin and not any(block):
         return store.unmap
     chunk = block * (CHUNK // len(block))
-    return lambda offset, length: store.write(offset, chunk[:length])
+    if not store.memory_addressable:
+        return lambda offset, length: store.write(offset, chunk[:length])
+
+    def fill(offset: int, length: int) -> None:
+        store.prepare_write(offset, length)  # allocated first: the copy cannot fault
+        _copy_unlocked(store.view(offset, length), chunk)
+
+    return fill
+
+
+def _copy_unlocked(target: memoryview, source: bytes) -> None:
+    """``target[:] = source[:len(target)]`` without holding the GIL: a ctypes call drops it,
+    so the event loop runs on while the worker copies (and takes the page faults) of a
+    whole chunk; a slice assignment would hold it for the whole copy."""
+    n = len(target)
+    assert n <= len(source)
+    destination = (ctypes.c_char * n).from_buffer(target)
+    try:
+        ctypes.memmove(destination, source, n)
+    finally:
+        del destination  # release the export of the store's memory
 
 
 def _run(lu: LogicalUnit, cdb: bytes, step: Callable[[int, int], None],

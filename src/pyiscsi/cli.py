@@ -38,6 +38,17 @@ def parse_portal(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def parse_sanitize_pace(text: str) -> int:
+    """``--sanitize-pace``: bytes a second like a LUN size (``512M``, ``1G``); 0 = no limit."""
+    from .backstore.spec import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise ValueError(f"bad sanitize pace {text!r}: expected bytes a second with an "
+                         "optional K/M/G suffix (0: unlimited)") from None
+
+
 def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -87,12 +98,15 @@ def cli(log_level: str) -> None:
               help="InitiatorName allowed to log in (repeatable; default: everyone)")
 @click.option("--auth-file", "auth_file", type=click.Path(dir_okay=False), default=None,
               metavar="PATH", help="mode 0600 file of chap=, mutual-chap=, allow= lines")
+@click.option("--sanitize-pace", "sanitize_pace", default="1G", show_default=True,
+              metavar="RATE", help="bytes a second a SANITIZE erases, per LUN (K/M/G "
+                                   "suffixes; 0: as fast as it goes)")
 def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
           stats_path: str | None, queue_depth: int, max_sessions: int, max_connections: int,
           login_timeout: float, nop_interval: float, nop_timeout: float,
           partial_pdu_timeout: float, immediate_commands: int, loop_kind: str,
           chap: str | None, mutual_chap: str | None, allow: tuple[str, ...],
-          auth_file: str | None) -> None:
+          auth_file: str | None, sanitize_pace: str) -> None:
     """Serve LUNs to iSCSI initiators (Ctrl-C or SIGTERM stops cleanly)."""
     from .backstore.spec import open_store, parse_lun_spec
     from .scsi.lun import LogicalUnit
@@ -103,6 +117,7 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
         addresses = [parse_portal(p) for p in (portals or (DEFAULT_PORTAL,))]
         specs = [parse_lun_spec(s) for s in (luns or (DEFAULT_LUN,))]
         access = load_access(chap=chap, mutual=mutual_chap, allow=allow, auth_file=auth_file)
+        pace = parse_sanitize_pace(sanitize_pace)
     except ValueError as exc:
         _fail(str(exc))
     warning = exposure_warning([host for host, _ in addresses], access)
@@ -115,7 +130,8 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
     target = Target(target_name, allowed_initiators=access.allowed)
     try:
         for number, spec in enumerate(specs):
-            target.luns[number] = LogicalUnit(number, open_store(spec), target_name)
+            target.luns[number] = LogicalUnit(number, open_store(spec), target_name,
+                                              sanitize_pace=pace)
     except (OSError, ValueError) as exc:
         _fail(str(exc))
     for lu in target.luns.values():
@@ -156,6 +172,9 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
     finally:
+        for target in catalog.targets.values():
+            for lu in target.luns.values():
+                lu.sanitize.stopping = True  # a running erase ends at its next chunk
         await server.stop()
         if stats_path:
             write_stats(stats_path, server.stats)

@@ -48,7 +48,8 @@ class LogicalUnit:
     """Bytes a second a SANITIZE may erase (0: as fast as it goes): it runs off the loop,
     and the pace keeps other logical units at their speed (SBC-4 §4.11)."""
 
-    def __init__(self, number: int, store: BackingStore, target_name: str) -> None:
+    def __init__(self, number: int, store: BackingStore, target_name: str, *,
+                 sanitize_pace: int | None = None) -> None:
         self.number = number
         self.store = store
         self.target_name = target_name
@@ -92,8 +93,14 @@ class LogicalUnit:
         """Reservation state (SPC-4 §5.13); APTPL state lives in ``<store path>.pr.json``."""
         self.busy = BusyRanges()
         """Byte ranges store work in flight is changing (later overlapping commands wait)."""
-        self.sanitize = SanitizeState()
-        """The sanitize operation (SBC-4 §4.11): in progress, or failed; resets keep it."""
+        if sanitize_pace is not None:
+            self.sanitize_pace = sanitize_pace
+        self.sanitize = SanitizeState(
+            Path(f"{store_path}.sanitize.json") if store_path is not None else None
+        )
+        """The sanitize operation (SBC-4 §4.11): in progress, or failed; resets keep it. A
+        marker ``<store path>.sanitize.json`` left by an interrupted one: failure mode."""
+        self.sanitize.recover()
 
     def nexus_lost(self, nexus: Nexus) -> None:
         """An I_T nexus ended (session closed, logout, reinstatement): its RESERVE (6)

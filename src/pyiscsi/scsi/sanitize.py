@@ -12,17 +12,28 @@ GOOD at once and the erase goes on in the background.
 A sanitize whose erase fails (a :class:`StoreError`) leaves the LU in *sanitize failure
 mode*: medium access ends in MEDIUM ERROR / SANITIZE COMMAND FAILED until a sanitize
 succeeds, or until EXIT FAILURE MODE when the failed command had AUSE=1 (SBC-4 §4.11.3).
+
+On a store with a ``path`` (a file LUN) the operation is recorded in ``<path>.sanitize.json``
+(replaced atomically) before the erase starts and removed once it succeeded. A LU opened
+with that marker present was interrupted mid-erase (the process died): it starts in
+sanitize failure mode, EXIT FAILURE MODE allowed iff the interrupted command had AUSE=1.
 """
 
 from __future__ import annotations
 
+import ctypes
+import json
+import logging
+import os
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from ..backstore.base import StoreError
 from ..backstore.ops import StoreOp, StoreOpKind
 from ..proto.wire import ScsiStatus
 from .sense import Asc, ScsiError, SenseKey, fixed_sense
@@ -31,6 +42,8 @@ from .task import DataOutPlan, ScsiRequest, ScsiResult, StoreWork
 if TYPE_CHECKING:
     from .lun import LogicalUnit
     from .sbc import Handler
+
+log = logging.getLogger("pyiscsi.sanitize")
 
 OPCODE = 0x48
 
@@ -63,6 +76,8 @@ class SanitizeState:
     """The sanitize operation of one logical unit (SBC-4 §4.11). The erase runs on a worker
     thread and advances ``done``; the loop only reads it (one int: atomic under the GIL)."""
 
+    marker: Path | None = None
+    """Where a running operation is recorded (``<store path>.sanitize.json``), if anywhere."""
     active: bool = False
     """Running or in failure mode: :func:`gate` must look at every command (a fast test)."""
     in_progress: bool = False
@@ -72,6 +87,9 @@ class SanitizeState:
     failure_mode: bool = False
     exit_allowed: bool = False
     """The failed operation had AUSE=1: EXIT FAILURE MODE may end failure mode."""
+    stopping: bool = False
+    """The target shuts down: a running erase ends at its next chunk, as a failure (the
+    marker stays, so the LU comes back in failure mode, like after a crash)."""
 
     def running(self) -> bool:
         """Whether an operation is in progress."""
@@ -94,10 +112,59 @@ class SanitizeState:
         self.failure_mode = self.active = True
         self.exit_allowed = ause
 
+    def leave_failure_mode(self) -> None:
+        """EXIT FAILURE MODE (SBC-4 §5.30.2.5): the LU serves commands again."""
+        self.failure_mode = self.exit_allowed = self.active = False
+        self.forget()
+
     def progress(self) -> int:
         """PROGRESS INDICATION: the fraction erased, in 65536ths (SPC-4 §4.5.2.4.4)."""
         done = self.done / self.total if self.total else 1.0
         return max(0, min(0xFFFF, int(done * 0x10000)))
+
+    # -- the marker of a running operation (survives the process, SBC-4 §4.11.3) --
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Write ``entry`` to :attr:`marker` atomically (temporary file, fsync, rename,
+        directory fsync) before the erase starts; :class:`OSError` when it cannot."""
+        if self.marker is None:
+            return
+        tmp = self.marker.with_name(self.marker.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"version": 1, **entry}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.marker)
+        directory = os.open(self.marker.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def forget(self) -> None:
+        """The operation succeeded (or failure mode was left): remove the marker."""
+        if self.marker is None:
+            return
+        try:
+            self.marker.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot remove sanitize marker %s: %s", self.marker, exc)
+
+    def recover(self) -> None:
+        """At LU start: a marker left behind is an interrupted operation, so the LU is in
+        failure mode (SBC-4 §4.11.3); EXIT FAILURE MODE is allowed iff it recorded AUSE=1
+        (an unreadable marker: not allowed)."""
+        if self.marker is None or not self.marker.exists():
+            return
+        ause = False
+        try:
+            entry = json.loads(self.marker.read_text(encoding="utf-8"))
+            ause = entry["ause"] is True
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("unreadable sanitize marker %s: %s", self.marker, exc)
+        log.warning("%s: sanitize interrupted, logical unit in sanitize failure mode",
+                    self.marker)
+        self.fail(ause)
 
 
 # --- the gate in front of every command while an operation runs or failed ---------------
@@ -157,24 +224,29 @@ CHUNK = 1 << 20
 """Bytes erased between two looks at the pace and the progress."""
 
 
-def _paced(lu: LogicalUnit, step: Callable[[int, int], None]) -> Callable[[], None]:
+def _paced(lu: LogicalUnit, step: Callable[[int, int], None],
+           clock: Callable[[], float] = time.monotonic,
+           sleep: Callable[[float], None] = time.sleep) -> Callable[[], None]:
     """The erase as blocking work: ``step(offset, length)`` over the whole medium, chunk by
     chunk, counting progress and keeping below ``lu.sanitize_pace`` bytes a second."""
     state = lu.sanitize
     size = lu.blocks * lu.block_size
 
     def work() -> None:
-        started = time.monotonic()
+        started = clock()
         for offset in range(0, size, CHUNK):
+            if state.stopping:
+                raise StoreError("sanitize interrupted: the target is shutting down")
             n = min(CHUNK, size - offset)
             step(offset, n)
             state.done = offset + n
             pace = lu.sanitize_pace
             if pace:
-                ahead = state.done / pace - (time.monotonic() - started)
+                ahead = state.done / pace - (clock() - started)
                 if ahead > 0:
-                    time.sleep(ahead)
+                    sleep(ahead)
         lu.store.flush()
+        state.forget()  # erased and stable: nothing left to recover
 
     return work
 
@@ -185,26 +257,54 @@ def _fill(lu: LogicalUnit, block: bytes) -> Callable[[int, int], None]:
     if lu.thin and not any(block):
         return store.unmap
     chunk = block * (CHUNK // len(block))
-    return lambda offset, length: store.write(offset, chunk[:length])
+    if not store.memory_addressable:
+        return lambda offset, length: store.write(offset, chunk[:length])
+
+    def fill(offset: int, length: int) -> None:
+        store.prepare_write(offset, length)  # allocated first: the copy cannot fault
+        _copy_unlocked(store.view(offset, length), chunk)
+
+    return fill
 
 
-def _run(lu: LogicalUnit, cdb: bytes, step: Callable[[int, int], None]
-         ) -> ScsiResult | StoreWork:
-    """Start the erase as store work; the status waits for its end unless IMMED=1. A
-    failed erase is SANITIZE COMMAND FAILED and failure mode."""
+def _copy_unlocked(target: memoryview, source: bytes) -> None:
+    """``target[:] = source[:len(target)]`` without holding the GIL: a ctypes call drops it,
+    so the event loop runs on while the worker copies (and takes the page faults) of a
+    whole chunk; a slice assignment would hold it for the whole copy."""
+    n = len(target)
+    assert n <= len(source)
+    destination = (ctypes.c_char * n).from_buffer(target)
+    try:
+        ctypes.memmove(destination, source, n)
+    finally:
+        del destination  # release the export of the store's memory
+
+
+def _run(lu: LogicalUnit, cdb: bytes, step: Callable[[int, int], None],
+         entry: dict[str, Any] | None = None) -> ScsiResult | StoreWork:
+    """Record the operation (file LUNs), then start the erase as store work; the status
+    waits for its end unless IMMED=1. A failed erase is SANITIZE COMMAND FAILED and failure
+    mode (the marker stays, so a restart keeps it)."""
     state = lu.sanitize
+    ause = bool(cdb[1] & AUSE)
+    action = SanitizeAction(cdb[1] & 0x1F)
+    try:
+        state.record({"action": action.name.lower(), "ause": ause, **(entry or {})})
+    except OSError as exc:  # nothing erased yet: the command fails, no failure mode
+        raise StoreError(f"cannot record the sanitize operation: {exc}") from exc
     state.begin(lu.blocks * lu.block_size)
 
     def failed(err: Exception) -> ScsiResult:
-        state.fail(ause=bool(cdb[1] & AUSE))
+        log.error("LUN %d: sanitize failed: %s", lu.number, err)
+        state.fail(ause)
         return ScsiError(SenseKey.MEDIUM_ERROR, Asc.SANITIZE_COMMAND_FAILED).result()
 
     def finished() -> ScsiResult:
         state.finish()
         return ScsiResult()
 
-    work = StoreWork(lu.store, (StoreOp(StoreOpKind.CALL, 0, state.total,
-                                        call=_paced(lu, step)),), finished, failed)
+    op = StoreOp(StoreOpKind.CALL, 0, state.total, call=_paced(lu, step))
+    work = StoreWork(lu.store, (op,), finished, failed, gated=True)
     if cdb[1] & IMMED:
         return ScsiResult(background=work)
     return work
@@ -236,7 +336,9 @@ def overwrite(lu: LogicalUnit, request: ScsiRequest) -> DataOutPlan:
         if flags & 0x80 and count % 2 == 0:
             pattern = bytes(b ^ 0xFF for b in pattern)
         block = (pattern * -(-lu.block_size // pattern_length))[: lu.block_size]
-        return _run(lu, cdb, _fill(lu, block))
+        entry = {"pattern": params[4:].hex(), "overwrite_count": count,
+                 "invert": bool(flags & 0x80)}
+        return _run(lu, cdb, _fill(lu, block), entry)
 
     return DataOutPlan(buffer=buffer, length=length, complete=complete, staged=True)
 
@@ -263,7 +365,7 @@ def exit_failure_mode(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
     if state.failure_mode:
         if not state.exit_allowed:
             raise ScsiError.invalid_field_in_cdb(1, 4)
-        state.failure_mode = state.exit_allowed = state.active = False
+        state.leave_failure_mode()
     return ScsiResult()
 
 

@@ -98,10 +98,17 @@ class StoreWork:
     then: Callable[[], Outcome]
     on_error: Callable[[Exception], ScsiResult | None] | None = None
     """Told of a failure before it becomes the command's sense (e.g. SANITIZE fails)."""
+    gated: bool = False
+    """The logical unit's own state refuses every overlapping command while the work runs
+    (SANITIZE: NOT READY / SANITIZE IN PROGRESS, SBC-4 §4.11.2): no busy ranges, so such
+    commands are answered at once instead of waiting for the end."""
 
     @property
     def ranges(self) -> list[tuple[int, int]]:
-        """``(start, end)`` byte ranges the ops change (a CALL: the whole store)."""
+        """``(start, end)`` byte ranges the ops change (a CALL: the whole store); none for
+        :attr:`gated` work."""
+        if self.gated:
+            return []
         out = []
         for op in self.ops:
             if op.modifying:

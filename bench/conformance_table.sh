@@ -27,7 +27,8 @@ row() {  # name suite url url2 extra-env...
 
 mkdir -p "$WORK/py" "$WORK/pyro" "$WORK/tgt"
 (cd "$WORK/py" && exec "$PY" -m pyiscsi.cli serve --portal "127.0.0.1:$PY_PORT" \
-   --portal "127.0.0.1:$((PY_PORT + 1))" --lun ram:128MiB >"$WORK/py.out" 2>"$WORK/py.err") &
+   --portal "127.0.0.1:$((PY_PORT + 1))" --lun ram:128MiB --sanitize-pace 16M \
+   >"$WORK/py.out" 2>"$WORK/py.err") &
 PYPID=$!
 truncate -s 64M "$WORK/pyro/ro.img"
 (cd "$WORK/pyro" && exec "$PY" -m pyiscsi.cli serve --portal "127.0.0.1:$((PY_PORT + 2))" \

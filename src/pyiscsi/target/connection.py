@@ -443,6 +443,7 @@ class TargetConnection:
                                               lu.busy if lu is not None else None)
         if settled is None:
             task.store_busy = True
+            task.fenced = self.store_works.last_fenced
         elif isinstance(settled, DataOutPlan):
             if task.data_done:  # a completion may not ask for more data
                 task.result = INTERNAL_FAILURE
@@ -505,7 +506,8 @@ class TargetConnection:
         """Move a task forward: more R2Ts, the data phase's completion once every byte has
         landed, or the response; nothing while its store work is in flight."""
         if task.aborted:
-            if task.unsol_tag is None and not task.outstanding and not task.store_busy:
+            if (task.unsol_tag is None and not task.outstanding
+                    and not (task.store_busy and task.fenced)):
                 self._finish_task(task)
             return
         if not task.started or task.store_busy:
@@ -784,7 +786,7 @@ class TargetConnection:
         task.aborted = True
         self.transfers.drain(task)
         self._progress(task)
-        if task.store_busy and fence is not None:
+        if task.store_busy and task.fenced and fence is not None:
             fence.append(task)
 
     def abort_tasks(self, luns: set[int], fence: list[Task] | None = None) -> None:

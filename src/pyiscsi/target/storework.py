@@ -58,6 +58,9 @@ class StoreWorks:
         self._next = 0
         self.submitted = 0
         self.inline = 0
+        self.last_fenced = True
+        """Whether the work last handed out fences its task: an abort waits for it. Work
+        gated by the LU's own state (SANITIZE) goes on by design after its task ends."""
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -92,6 +95,7 @@ class StoreWorks:
                 busy: BusyRanges | None) -> None:
         self._next += 1
         token = self._next
+        self.last_fenced = not work.gated
         self._waiting[token] = (work, resume, busy)
         if busy is not None:
             busy.add(token, work.ranges)

@@ -35,6 +35,7 @@ class Task:
         "received",
         "result",
         "started",
+        "fenced",
         "store_busy",
         "turned",
         "unsol_buffer",
@@ -77,6 +78,8 @@ class Task:
         self.turned = False
         """Already waited one turn of the event loop (see ``TargetConnection.turn``)."""
         self.store_busy = False
+        self.fenced = True
+        """Its store work in flight must end before an abort of it is reported."""
         """Store work of this task is in flight: the task waits for its completion."""
         self.data_done = False
         """Every Data-Out byte has landed and the data phase's completion has run."""

@@ -61,13 +61,7 @@ def run_store_work(conn: TargetConnection) -> int:
         if not requests:
             return ran
         for request in requests:
-            error: BaseException | None = None
-            try:
-                for op in request.ops:
-                    request.store.perform(op)
-            except Exception as exc:
-                error = exc
-            conn.store_completed(request.token, error)
+            conn.store_completed(request.token, request.run())
             ran += 1
 
 

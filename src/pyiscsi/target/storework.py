@@ -43,6 +43,16 @@ class StoreRequest:
     nbytes: int
     """Payload bytes the operations move (for the in-flight bound)."""
 
+    def run(self) -> BaseException | None:
+        """Perform the operations in order on the calling thread (blocking); what the first
+        failing one raised, or None."""
+        try:
+            for op in self.ops:
+                self.store.perform(op)
+        except Exception as exc:
+            return exc
+        return None
+
 
 Settled = ScsiResult | DataOutPlan
 

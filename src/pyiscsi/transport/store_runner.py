@@ -69,11 +69,12 @@ class StoreRunner:
         self.in_flight += 1
         self.bytes_in_flight += request.nbytes
         self.stats.in_flight_max = max(self.stats.in_flight_max, self.in_flight)
-        future = self._pool.submit(_perform, request)
+        future = self._pool.submit(request.run)
         future.add_done_callback(lambda f: self._threadsafe(request, done, f))
 
-    def _threadsafe(self, request: StoreRequest, done: Done, future: Future[None]) -> None:
-        error = future.exception()
+    def _threadsafe(self, request: StoreRequest, done: Done,
+                    future: Future[BaseException | None]) -> None:
+        error = future.exception() or future.result()
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
             self._loop.call_soon_threadsafe(self._finished, request, done, error)
 
@@ -94,8 +95,3 @@ class StoreRunner:
         self._queue.clear()
         self._pool.shutdown(wait=True)
 
-
-def _perform(request: StoreRequest) -> None:
-    store = request.store
-    for op in request.ops:
-        store.perform(op)

@@ -212,13 +212,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         if self._runner is not None:
             self._runner.submit(request, self._store_done)
             return
-        error: BaseException | None = None
-        try:
-            for op in request.ops:
-                request.store.perform(op)
-        except Exception as exc:
-            error = exc
-        self._loop.call_soon(self._store_done, request.token, error)
+        self._loop.call_soon(self._store_done, request.token, request.run())
 
     def _store_done(self, token: int, error: BaseException | None) -> None:
         """A store request completed: feed it to the engine, send what that produced."""

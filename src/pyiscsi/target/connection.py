@@ -103,6 +103,8 @@ class TargetConnection:
                                  on_pdu=self._on_pdu, screen=self._screen,
                                  counters=self.counters, errors=self.state.receive)
         self.phase = Phase.LOGIN
+        self._rules = LOGIN_RULES
+        """The opcode rules legal in the current phase, by PDU class."""
         self.session: Session | None = None
         self.params: SessionParams | None = None
         self.target: Target | None = None
@@ -192,6 +194,7 @@ class TargetConnection:
         if self.phase is Phase.CLOSED:
             return
         self.phase = Phase.CLOSED
+        self._rules = {}
         session = self.session
         for task in list(self.tasks.values()):
             if session is not None and task.started:
@@ -265,8 +268,8 @@ class TargetConnection:
         """Decide where a PDU's data segment goes, before a payload byte is received."""
         if self.phase is not Phase.FULL_FEATURE:
             return None
-        rule = RULES.get(type(pdu))
-        if rule is None or Phase.FULL_FEATURE not in rule.phases:
+        rule = FULL_FEATURE_RULES.get(type(pdu))
+        if rule is None:
             return DISCARD  # refused once whole; its payload is drained meanwhile
         return rule.route(self, pdu, ahs) if rule.route is not None else None
 
@@ -299,13 +302,19 @@ class TargetConnection:
             raise PduRejected(RejectReason.TASK_IN_PROGRESS if cmd.itt in self.tasks
                               else RejectReason.INVALID_PDU_FIELD,
                               f"ITT 0x{cmd.itt:08x} already in use")
-        unsolicited = 0
-        if cmd.data_length or not cmd.final:
-            unsolicited = self._unsolicited_length(cmd)
-            refusal = self._refusal(cmd, unsolicited, verdict)
-            if refusal is not None:
-                self._take_cmdsn(cmd, verdict, refusal)
-                return DISCARD
+        unsolicited = n = cmd.data_length
+        if n or not cmd.final:
+            params = self._params
+            if (n and params.immediate_data and cmd.write and n <= cmd.expected_length
+                    and n <= params.first_burst_length and (cmd.final or params.initial_r2t)
+                    and verdict is Admission.NOW):
+                pass  # the common write with immediate data: nothing to refuse
+            else:
+                unsolicited = self._unsolicited_length(cmd)
+                refusal = self._refusal(cmd, unsolicited, verdict)
+                if refusal is not None:
+                    self._take_cmdsn(cmd, verdict, refusal)
+                    return DISCARD
         task = Task(cmd, lun_from_field(cmd.lun), ahs)
         task.unsol_end = task.next_r2t = unsolicited
         self.tasks[cmd.itt] = task
@@ -619,7 +628,7 @@ class TargetConnection:
         elif task.started:
             self._task_sets.forget(task)
         if task.waiters:
-            waiters, task.waiters = task.waiters, []
+            waiters, task.waiters = task.waiters, None
             for waiter in waiters:
                 waiter(task)
 
@@ -637,8 +646,9 @@ class TargetConnection:
         assert pdu is not None
         if self.phase is Phase.CLOSED:
             return
-        rule = RULES.get(type(pdu))
-        if rule is None or self.phase not in rule.phases:
+        rule = self._rules.get(type(pdu))
+        if rule is None:
+            rule = RULES.get(type(pdu))
             if self.phase is Phase.LOGIN:
                 raise RemoteProtocolError(f"{pdu.opcode.name} during login")
             self._reject(rule.refusal if rule is not None else RejectReason.PROTOCOL_ERROR,
@@ -777,6 +787,8 @@ class TargetConnection:
                 answer()
 
         for task in fence:
+            if task.waiters is None:
+                task.waiters = []
             task.waiters.append(ended)
 
     def abort(self, task: Task, fence: list[Task] | None = None) -> None:
@@ -855,6 +867,7 @@ class TargetConnection:
     def _enter_full_feature(self) -> None:
         params = self._params
         self.phase = Phase.FULL_FEATURE
+        self._rules = FULL_FEATURE_RULES
         self.receiver.max_data_length = params.max_recv_data_segment_length
         self.receiver.screen_every_header = False  # only headers with an AHS need a look
         self.transfers.max_burst_length = params.max_burst_length
@@ -918,3 +931,7 @@ RULES: dict[type[P.Pdu], OpcodeRule] = {
     cls: OPCODES[cls.OPCODE] for cls in P.DECODERS_BY_CLASS if cls.OPCODE in OPCODES}
 """The same table keyed by PDU class (a decoded PDU finds its rule without hashing an
 enum member)."""
+LOGIN_RULES = {cls: rule for cls, rule in RULES.items() if Phase.LOGIN in rule.phases}
+FULL_FEATURE_RULES = {cls: rule for cls, rule in RULES.items()
+                      if Phase.FULL_FEATURE in rule.phases}
+"""The rules legal in each phase: the engine looks a PDU up in its phase's table alone."""

@@ -83,7 +83,7 @@ class Task:
         """Store work of this task is in flight: the task waits for its completion."""
         self.data_done = False
         """Every Data-Out byte has landed and the data phase's completion has run."""
-        self.waiters: list[Callable[[Task], None]] = []
+        self.waiters: list[Callable[[Task], None]] | None = None
         """Called when the task ends (a task management response fenced on it)."""
         self.waiting = False
         """Queued for a data pointer table entry (its next R2T waits for one)."""

@@ -1,5 +1,5 @@
-"""Engine CPU time per command (process_time), in memory: 4 KiB WRITE(10) with immediate data and READ(10)
-through a real TargetConnection (receive path, admission, SCSI, response encoding), no
+"""Engine CPU time per command (process_time), in memory: 4 KiB WRITE(10) with immediate data
+and READ(10) through a real TargetConnection (receive path, admission, SCSI, response encoding), no
 sockets. Prints microseconds per command; run it against two trees to compare builds:
 
     PYTHONPATH=src python bench/engine_cost.py
@@ -18,9 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyiscsi.proto import pdu as P  # noqa: E402
-from pyiscsi.target.connection import TargetConnection  # noqa: E402
-from tests.pair import Initiator, make_catalog, wire  # noqa: E402
+from tests.pair import Initiator, make_catalog, wire
+
+from pyiscsi.proto import pdu as P
+from pyiscsi.target.connection import TargetConnection
 
 N = int(os.environ.get("N", "20000"))
 BATCH = 32

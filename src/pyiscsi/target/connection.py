@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..logfmt import ConnectionLog
 from ..placement.table import DataPointerTable
 from ..proto import pdu as P
 from ..proto.errors import LoginFailed, PduRejected, RemoteProtocolError
@@ -94,7 +95,7 @@ class TargetConnection:
         self.counters = catalog.state.copies
         self.number = self.state.connections.register(self, number)
         self.table.connection_number = self.number
-        self.log = _ConnectionLog(log, {"conn": self.number})
+        self.log = ConnectionLog(log, self)
         self.transfers = Transfers(self.table, r2t_budget=r2t_budget, send_r2t=self._send_r2t,
                                    log=self.log)
         self.tasks = self.transfers.tasks
@@ -893,14 +894,6 @@ class TargetConnection:
         assert self.params is not None
         return self.params
 
-
-
-class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes every line with the connection number, so a log line names its connection."""
-
-    def process(self, msg: object, kwargs: Any) -> tuple[object, Any]:
-        extra = self.extra or {}
-        return f"conn {extra.get('conn', '?')}: {msg}", kwargs
 
 
 def _extended_cdb(ahs: bytes) -> bytes:

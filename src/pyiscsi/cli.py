@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -45,10 +44,15 @@ def url_host(host: str) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def cli(log_level: str) -> None:
+@click.option("--log-format", default="text", show_default=True,
+              type=click.Choice(["text", "json"]),
+              help="json: one JSON object per line (time, level, logger, message, target, "
+                   "tsih, conn, peer)")
+def cli(log_level: str, log_format: str) -> None:
     """pyiscsi: an iSCSI target and initiator with tag-steered direct data placement."""
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from .logfmt import configure
+
+    configure(log_level, log_format)
 
 
 @cli.command()
@@ -82,11 +86,19 @@ def cli(log_level: str) -> None:
               help="InitiatorName allowed to log in (repeatable; default: everyone)")
 @click.option("--auth-file", "auth_file", type=click.Path(dir_okay=False), default=None,
               metavar="PATH", help="mode 0600 file of chap=, mutual-chap=, allow= lines")
+@click.option("--metrics", "metrics", metavar="HOST:PORT", default=None,
+              help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: a free one; "
+                   "the URL is printed)")
+@click.option("--admin-socket", "admin_socket", metavar="PATH", default=None,
+              help="the admin socket (`pyiscsi admin`, `pyiscsi top`); default "
+                   "/run/pyiscsi/HOST-PORT.sock of the first portal (else under "
+                   "$XDG_RUNTIME_DIR or /tmp); off: none")
 def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
           stats_path: str | None, queue_depth: int, max_sessions: int, max_connections: int,
           login_timeout: float, nop_interval: float, nop_timeout: float, loop_kind: str,
           chap: str | None, mutual_chap: str | None, allow: tuple[str, ...],
-          auth_file: str | None) -> None:
+          auth_file: str | None, metrics: str | None = None,
+          admin_socket: str | None = None) -> None:
     """Serve LUNs to iSCSI initiators (Ctrl-C or SIGTERM stops cleanly)."""
     from .backstore.spec import open_store, parse_lun_spec
     from .scsi.lun import LogicalUnit
@@ -97,6 +109,7 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
         addresses = [parse_portal(p) for p in (portals or (DEFAULT_PORTAL,))]
         specs = [parse_lun_spec(s) for s in (luns or (DEFAULT_LUN,))]
         access = load_access(chap=chap, mutual=mutual_chap, allow=allow, auth_file=auth_file)
+        metrics_address = parse_portal(metrics) if metrics is not None else None
     except ValueError as exc:
         _fail(str(exc))
     warning = exposure_warning([host for host, _ in addresses], access)
@@ -119,11 +132,13 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
                     max_connections=max_connections, login_timeout=login_timeout,
                     nop_interval=nop_interval, nop_timeout=nop_timeout)
     catalog = Catalog([target], limits=limits, auth=access.auth)
-    _run(_serve(catalog, addresses, stats_path), loop_kind)
+    _run(_serve(catalog, addresses, stats_path, metrics=metrics_address,
+                admin_socket=admin_socket), loop_kind)
 
 
 async def _serve(catalog: object, addresses: list[tuple[str, int]],
-                 stats_path: str | None) -> None:
+                 stats_path: str | None, *, metrics: tuple[str, int] | None = None,
+                 admin_socket: str | None = None) -> None:
     from .target.catalog import Catalog
     from .target.server import TargetServer, write_stats
 
@@ -137,6 +152,13 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
         for target in catalog.targets.values():
             for lun in target.luns:
                 print(f"serving iscsi://{url_host(host)}:{port}/{target.name}/{lun}", flush=True)
+    from .observe import start_observers
+
+    try:
+        observers = await start_observers(server, metrics=metrics, admin_socket=admin_socket)
+    except OSError as exc:
+        await server.stop()
+        _fail(str(exc))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -148,6 +170,7 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
     finally:
+        await observers.close()
         await server.stop()
         if stats_path:
             write_stats(stats_path, server.stats)
@@ -177,6 +200,12 @@ from .initiator.commands import COMMANDS as _INITIATOR_COMMANDS  # noqa: E402
 
 for _cmd in _INITIATOR_COMMANDS:
     cli.add_command(_cmd)
+
+from .admin_cli import admin as _admin  # noqa: E402
+from .admin_cli import top as _top  # noqa: E402
+
+cli.add_command(_admin)
+cli.add_command(_top)
 
 
 

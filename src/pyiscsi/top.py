@@ -128,7 +128,7 @@ def _header(snap: Snapshot) -> Text:
     normal = sum(1 for s in snap["sessions"] if s["type"] == "Normal")
     rejects = sum(r["count"] for r in snap["rejects"])
     return Text(
-        f"pyiscsi pid {snap['pid']}  portals {' '.join(snap['portals']) or '-'}  "
+        f"pyiscsi pid {snap['pid']}  portals {' '.join(snap['portals']) or '-'}\n"
         f"sessions {normal} (+{len(snap['sessions']) - normal} discovery)  "
         f"connections {len(snap['connections'])}  table {table['entries']}/{table['capacity']}  "
         f"R2Ts {c['r2ts']}  rejects {rejects}  digest errors "
@@ -150,8 +150,8 @@ def top_view(cur: Snapshot, prev: Snapshot | None) -> RenderableType:
     luns = Table(title=title, title_justify="left")
     if with_target:
         luns.add_column("target", overflow="fold")
-    for col in ("lun", "IOPS", "rd IOPS", "wr IOPS", "rd MB/s", "wr MB/s", "avg lat",
-                "p99 lat", "errors"):
+    for col in ("lun", "IOPS", "r IOPS", "w IOPS", "r MB/s", "w MB/s", "lat avg",
+                "lat p99", "errors"):
         luns.add_column(col, justify="right")
     for (target, lun), r in lun_rates(cur, prev).items():
         luns.add_row(*([target] if with_target else []), str(lun), f"{r.iops:.0f}",
@@ -159,8 +159,8 @@ def top_view(cur: Snapshot, prev: Snapshot | None) -> RenderableType:
                      f"{r.write_mbps:.1f}", _us(r.latency_avg_us), _us(r.latency_p99_us),
                      str(r.errors))
     sessions = Table(title="Sessions", title_justify="left")
-    for col in ("tsih", "initiator", "conns", "tasks", "IOPS", "rd MB/s", "wr MB/s",
-                "avg lat"):
+    for col in ("tsih", "initiator", "conns", "tasks", "IOPS", "r MB/s", "w MB/s",
+                "lat avg"):
         sessions.add_column(col, justify="left" if col == "initiator" else "right",
                             overflow="fold")
     by_tsih = {s["tsih"]: s for s in cur["sessions"]}

@@ -51,7 +51,12 @@ async def start_observers(server: TargetServer, *, metrics: tuple[str, int] | No
     observers = Observers()
     try:
         if metrics is not None:
-            observers.metrics = serve_metrics(*metrics, make_registry(on_loop(loop, status)))
+            try:
+                observers.metrics = serve_metrics(*metrics,
+                                                  make_registry(on_loop(loop, status)))
+            except OSError as exc:
+                raise OSError(f"cannot serve metrics on {metrics[0]}:{metrics[1]}: "
+                              f"{exc.strerror or exc}") from exc
             print(f"metrics {observers.metrics.url}", flush=True)
         if admin_socket != ADMIN_OFF and catalog.portals:
             explicit = admin_socket is not None

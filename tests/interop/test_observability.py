@@ -14,9 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from pyiscsi.admin import find_socket, request
 
 from .conftest import require, start_server, stop_server
+
+pytestmark = pytest.mark.interop
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BIN = Path(sys.executable).parent

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -56,10 +55,15 @@ def url_host(host: str) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def cli(log_level: str) -> None:
+@click.option("--log-format", default="text", show_default=True,
+              type=click.Choice(["text", "json"]),
+              help="json: one JSON object per line (time, level, logger, message, target, "
+                   "tsih, conn, peer)")
+def cli(log_level: str, log_format: str) -> None:
     """pyiscsi: an iSCSI target and initiator with tag-steered direct data placement."""
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from .logfmt import configure
+
+    configure(log_level, log_format)
 
 
 @cli.command()
@@ -101,12 +105,20 @@ def cli(log_level: str) -> None:
 @click.option("--sanitize-pace", "sanitize_pace", default="1G", show_default=True,
               metavar="RATE", help="bytes a second a SANITIZE erases, per LUN (K/M/G "
                                    "suffixes; 0: as fast as it goes)")
+@click.option("--metrics", "metrics", metavar="HOST:PORT", default=None,
+              help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: a free one; "
+                   "the URL is printed)")
+@click.option("--admin-socket", "admin_socket", metavar="PATH", default=None,
+              help="the admin socket (`pyiscsi admin`, `pyiscsi top`); default "
+                   "/run/pyiscsi/HOST-PORT.sock of the first portal (else under "
+                   "$XDG_RUNTIME_DIR or /tmp); off: none")
 def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
           stats_path: str | None, queue_depth: int, max_sessions: int, max_connections: int,
           login_timeout: float, nop_interval: float, nop_timeout: float,
           partial_pdu_timeout: float, immediate_commands: int, loop_kind: str,
           chap: str | None, mutual_chap: str | None, allow: tuple[str, ...],
-          auth_file: str | None, sanitize_pace: str) -> None:
+          auth_file: str | None, sanitize_pace: str, metrics: str | None = None,
+          admin_socket: str | None = None) -> None:
     """Serve LUNs to iSCSI initiators (Ctrl-C or SIGTERM stops cleanly)."""
     from .backstore.spec import open_store, parse_lun_spec
     from .scsi.lun import LogicalUnit
@@ -118,6 +130,7 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
         specs = [parse_lun_spec(s) for s in (luns or (DEFAULT_LUN,))]
         access = load_access(chap=chap, mutual=mutual_chap, allow=allow, auth_file=auth_file)
         pace = parse_sanitize_pace(sanitize_pace)
+        metrics_address = parse_portal(metrics) if metrics is not None else None
     except ValueError as exc:
         _fail(str(exc))
     warning = exposure_warning([host for host, _ in addresses], access)
@@ -143,11 +156,13 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
                     partial_pdu_timeout=partial_pdu_timeout,
                     immediate_commands=immediate_commands)
     catalog = Catalog([target], limits=limits, auth=access.auth)
-    _run(_serve(catalog, addresses, stats_path), loop_kind)
+    _run(_serve(catalog, addresses, stats_path, metrics=metrics_address,
+                admin_socket=admin_socket), loop_kind)
 
 
 async def _serve(catalog: object, addresses: list[tuple[str, int]],
-                 stats_path: str | None) -> None:
+                 stats_path: str | None, *, metrics: tuple[str, int] | None = None,
+                 admin_socket: str | None = None) -> None:
     from .target.catalog import Catalog
     from .target.server import TargetServer, write_stats
 
@@ -161,6 +176,13 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
         for target in catalog.targets.values():
             for lun in target.luns:
                 print(f"serving iscsi://{url_host(host)}:{port}/{target.name}/{lun}", flush=True)
+    from .observe import start_observers
+
+    try:
+        observers = await start_observers(server, metrics=metrics, admin_socket=admin_socket)
+    except OSError as exc:
+        await server.stop()
+        _fail(str(exc))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -175,6 +197,7 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
         for target in catalog.targets.values():
             for lu in target.luns.values():
                 lu.sanitize.stopping = True  # a running erase ends at its next chunk
+        await observers.close()
         await server.stop()
         if stats_path:
             write_stats(stats_path, server.stats)
@@ -204,6 +227,12 @@ from .initiator.commands import COMMANDS as _INITIATOR_COMMANDS  # noqa: E402
 
 for _cmd in _INITIATOR_COMMANDS:
     cli.add_command(_cmd)
+
+from .admin_cli import admin as _admin  # noqa: E402
+from .admin_cli import top as _top  # noqa: E402
+
+cli.add_command(_admin)
+cli.add_command(_top)
 
 
 

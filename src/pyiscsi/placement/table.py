@@ -258,6 +258,10 @@ class ConnectionRegistry:
     def unregister(self, number: int) -> None:
         self._live.pop(number, None)
 
+    def values(self) -> list[object]:
+        """The live connections (a copy: safe to walk while connections come and go)."""
+        return list(self._live.values())
+
     def __len__(self) -> int:
         return len(self._live)
 

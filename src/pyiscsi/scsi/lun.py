@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..backstore.base import BackingStore
 from .busy import BusyRanges
+from .iostats import IoStats
 from .reservations import Reservations
 from .sanitize import SanitizeState
 from .task import Nexus
@@ -101,6 +102,8 @@ class LogicalUnit:
         """The sanitize operation (SBC-4 §4.11): in progress, or failed; resets keep it. A
         marker ``<store path>.sanitize.json`` left by an interrupted one: failure mode."""
         self.sanitize.recover()
+        self.stats = IoStats()
+        """Commands, bytes and latency answered for this LU (metrics, status)."""
 
     def nexus_lost(self, nexus: Nexus) -> None:
         """An I_T nexus ended (session closed, logout, reinstatement): its RESERVE (6)

@@ -71,6 +71,7 @@ def attach(catalog: Catalog, conn: TargetConnection, req: P.LoginRequest,
                           target_portal_group=catalog.portal_group_tag)
         session.start(req.cmdsn)
         catalog.sessions[session.tsih] = session
+        catalog.state.events.sessions += 1
     session.connections.append(conn)
     nexus = Nexus(initiator, req.isid, catalog.portal_group_tag)
     for lu in target.luns.values() if target is not None else ():

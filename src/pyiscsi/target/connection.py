@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..logfmt import ConnectionLog
 from ..placement.table import DataPointerTable
 from ..proto import pdu as P
 from ..proto.errors import LoginFailed, PduRejected, RemoteProtocolError
@@ -34,6 +35,7 @@ from ..proto.wire import (
 )
 from ..scsi import dispatch
 from ..scsi.busy import command_range
+from ..scsi.iostats import IoStats
 from ..scsi.sense import Asc, SenseKey
 from ..scsi.task import DataOutPlan, Nexus, Outcome, ScsiRequest, ScsiResult, lun_from_field
 from . import tmf
@@ -93,7 +95,7 @@ class TargetConnection:
         self.counters = catalog.state.copies
         self.number = self.state.connections.register(self, number)
         self.table.connection_number = self.number
-        self.log = _ConnectionLog(log, {"conn": self.number})
+        self.log = ConnectionLog(log, self)
         self.transfers = Transfers(self.table, r2t_budget=r2t_budget, send_r2t=self._send_r2t,
                                    log=self.log)
         self.tasks = self.transfers.tasks
@@ -135,6 +137,8 @@ class TargetConnection:
         self._ping_sent = 0.0
         self._ping_ttt = 0
         self._on_close = on_close
+        self.io: dict[int, IoStats] = {}
+        """Figures of the commands answered on this connection, by LUN (see :meth:`close`)."""
 
     # ------------------------------------------------------------------ I/O API
 
@@ -202,6 +206,7 @@ class TargetConnection:
         self.transfers.clear()
         self.store_works.clear()
         self._held.clear()
+        self._fold_io()
         self.state.connections.unregister(self.number)
         self.log.info("connection from %s closed%s", self.peer,
                       f" (TSIH {session.tsih})" if session is not None else "")
@@ -242,6 +247,7 @@ class TargetConnection:
 
     def _reject(self, reason: RejectReason, header: bytes, why: str = "") -> None:
         self.log.info("reject 0x%02x: %s", reason, why)
+        self.state.events.rejected(header, reason)
         exp, mx = self._window()
         self._send(P.Reject(reason=reason, statsn=self._next_statsn(), expcmdsn=exp,
                             maxcmdsn=mx, datasn=0, data_length=len(header)), header)
@@ -544,6 +550,7 @@ class TargetConnection:
         self.transfers.solicit(task)
 
     def _send_r2t(self, task: Task, ttt: int, offset: int, length: int) -> None:
+        self.state.events.r2ts += 1
         exp, mx = self._window()
         self._send(P.R2T(itt=task.itt, ttt=ttt, buffer_offset=offset, desired_length=length,
                          r2tsn=task.r2tsn, statsn=self.statsn, expcmdsn=exp, maxcmdsn=mx,
@@ -577,6 +584,7 @@ class TargetConnection:
         underflow = length < edtl
         residual = abs(length - edtl)
         good = result.status == ScsiStatus.GOOD and not result.sense
+        (self.io.get(task.lun) or self._new_io(task.lun)).done(task, data, good)  # figures
         if data is not None and task.cmd.read and edtl and len(data):
             self._send_data_in(task, memoryview(data)[:min(len(data), edtl)], result,
                                overflow, underflow, residual, good)
@@ -593,6 +601,21 @@ class TargetConnection:
                                   overflow=overflow, underflow=underflow,
                                   data_length=len(payload) if payload else 0), payload)
         self._finish_task(task)
+
+    def _new_io(self, lun: int) -> IoStats:
+        io = self.io[lun] = IoStats()
+        return io
+
+    def _fold_io(self) -> None:
+        """Closing: this connection's figures go to its LUs and its session, which keep
+        them (:mod:`.status` adds live connections' figures to theirs)."""
+        io, self.io = self.io, {}
+        luns = self.target.luns if self.target is not None else {}
+        for lun, stats in io.items():
+            if (lu := luns.get(lun)) is not None:
+                lu.stats.add(stats)
+            if self.session is not None:
+                self.session.io.add(stats)
 
     def _send_data_in(self, task: Task, data: memoryview, result: ScsiResult, overflow: bool,
                       underflow: bool, residual: int, good: bool) -> None:
@@ -851,12 +874,14 @@ class TargetConnection:
         self._send(response, step.data or None)
         if step.failed:
             self.log.info("login from %s refused: %s", self.peer, step.status.name)
+            self.state.events.login_failures += 1
             self.close_after_send = True
         elif step.complete:
             self._enter_full_feature()
 
     def _login_reject(self, req: P.LoginRequest, status: LoginStatus) -> None:
         self.log.info("login from %s refused: %s", self.peer, status.name)
+        self.state.events.login_failures += 1
         self._send(P.LoginResponse(itt=req.itt, isid=req.isid, tsih=0,
                                    statsn=self._next_statsn(), expcmdsn=req.cmdsn,
                                    maxcmdsn=req.cmdsn, status_class=status.status_class,
@@ -874,6 +899,7 @@ class TargetConnection:
         self.transfers.max_outstanding_r2t = params.max_outstanding_r2t
         self.receiver.header_digest = params.header_digest
         self.receiver.data_digest = params.data_digest
+        self.state.events.logins += 1
         self.log.info("%s logged in to %s (%s), TSIH %d", params.initiator_name,
                       params.target_name or "discovery", self.peer,
                       self.session.tsih if self.session else 0)
@@ -883,14 +909,6 @@ class TargetConnection:
         assert self.params is not None
         return self.params
 
-
-
-class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes every line with the connection number, so a log line names its connection."""
-
-    def process(self, msg: object, kwargs: Any) -> tuple[object, Any]:
-        extra = self.extra or {}
-        return f"conn {extra.get('conn', '?')}: {msg}", kwargs
 
 
 def _extended_cdb(ahs: bytes) -> bytes:

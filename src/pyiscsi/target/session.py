@@ -7,6 +7,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from ..proto.serial import sn_add, sn_in_window, sn_lt
+from ..scsi.iostats import IoStats
 from ..scsi.task import Nexus
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class Session:
     """Of those, tasks that came as immediate commands (they take no CmdSN slot)."""
     connections: list[TargetConnection] = field(default_factory=list)
     target_portal_group: int = 1
+    io: IoStats = field(default_factory=IoStats)
+    """Commands, bytes and latency answered for this session (status, ``pyiscsi top``)."""
 
     @property
     def nexus(self) -> Nexus:

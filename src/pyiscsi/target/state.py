@@ -5,6 +5,7 @@ process keep separate figures."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from ..placement.counters import CopyCounters
@@ -22,6 +23,26 @@ class TransportStats:
     connections: int = 0
 
 
+@dataclass(slots=True)
+class EngineCounters:
+    """Protocol events the engines of one server count (rare ones: per burst at most)."""
+
+    r2ts: int = 0
+    """R2Ts sent (one per solicited burst)."""
+    logins: int = 0
+    """Connections that reached full feature phase (normal and discovery)."""
+    login_failures: int = 0
+    """Logins refused (authentication, authorization, unknown target, limits)."""
+    sessions: int = 0
+    """Sessions created (leading logins; reinstatements included)."""
+    rejects: Counter[tuple[int, int]] = field(default_factory=Counter)
+    """Reject PDUs sent, by (opcode of the refused PDU, reason) (RFC 7143 §11.17.1)."""
+
+    def rejected(self, header: bytes | bytearray | memoryview, reason: int) -> None:
+        """A Reject went out for the PDU whose BHS is ``header``."""
+        self.rejects[(header[0] & 0x3F if len(header) else -1, int(reason))] += 1
+
+
 @dataclass(eq=False, slots=True)
 class ServerState:
     """The figures and allocators of one server."""
@@ -31,6 +52,7 @@ class ServerState:
     transport: TransportStats = field(default_factory=TransportStats)
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
     challenges: IssuedChallenges = field(default_factory=IssuedChallenges)
+    events: EngineCounters = field(default_factory=EngineCounters)
 
     def snapshot(self) -> dict[str, int]:
         """Every counter by name (``--stats``, metrics)."""
@@ -42,4 +64,8 @@ class ServerState:
                 "header_digest_errors": receive.header,
                 "data_digest_errors": receive.data,
                 "untrusted_headers": receive.untrusted_headers,
-                "partial_pdus": receive.partial_pdus}
+                "partial_pdus": receive.partial_pdus,
+                "r2ts": self.events.r2ts,
+                "logins": self.events.logins,
+                "login_failures": self.events.login_failures,
+                "rejects": sum(self.events.rejects.values())}

@@ -4,6 +4,7 @@ command (RFC 7143 §11.3, §11.7, §11.8)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class Task:
         "result",
         "started",
         "store_busy",
+        "t0",
         "turned",
         "unsol_buffer",
         "unsol_end",
@@ -48,6 +50,8 @@ class Task:
 
     def __init__(self, cmd: P.ScsiCommand, lun: int, ahs: bytes = b"") -> None:
         self.cmd = cmd
+        self.t0 = perf_counter_ns()
+        """When the command's header was taken in (its latency runs to the response)."""
         self.ahs = ahs
         self.itt = cmd.itt
         self.lun = lun

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Protocol
 
+from ..logfmt import ConnectionLog
 from ..proto.errors import ProtocolError
 from ..target.state import ServerState
 from ..target.storework import StoreRequest
@@ -113,7 +114,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
             engine.advance(nbytes)
         except ProtocolError as exc:
             self.state.transport.protocol_errors += 1
-            log.info("conn %d: closing: %s", engine.number, exc)
+            ConnectionLog(log, engine).info("closing: %s", exc)
             self._flush()
             self.transport.close()
             return
@@ -245,8 +246,8 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
     def _internal_error(self, where: str) -> None:
         self.state.transport.internal_errors += 1
-        number = self.engine.number if self.engine is not None else -1
-        log.exception("conn %d: internal error in %s; closing the connection", number, where)
+        ConnectionLog(log, self.engine).exception("internal error in %s; closing the connection",
+                                                  where)
         if self.engine is not None:
             self.engine.internal_errors += 1
         if self.transport is not None:
@@ -256,7 +257,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         engine = self.engine
         if engine is not None and getattr(engine, "logged_in", True) is False \
                 and self.transport is not None:
-            log.info("conn %d: login timeout", engine.number)
+            ConnectionLog(log, engine).info("login timeout")
             self.transport.abort()
 
     def close(self) -> None:

@@ -718,7 +718,8 @@ def test_parse_sanitize_pace(text: str, pace: int) -> None:
 
 def test_serve_applies_the_pace_to_every_lu(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Catalog] = []
-    monkeypatch.setattr(pyiscsi.cli, "_serve", lambda catalog, *args: seen.append(catalog))
+    monkeypatch.setattr(pyiscsi.cli, "_serve",
+                        lambda catalog, *args, **kwargs: seen.append(catalog))
     monkeypatch.setattr(pyiscsi.cli, "_run", lambda coro, loop_kind: None)
     pyiscsi.cli.main(["serve", "--lun", "ram:1M", "--lun", "ram:2M",
                       "--sanitize-pace", "64M"])

@@ -22,8 +22,9 @@ class TargetServer:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self._servers: dict[tuple[str, int], asyncio.AbstractServer] = {}
-        """Listening servers by configured portal."""
+        self._servers: list[tuple[tuple[str, int], asyncio.AbstractServer]] = []
+        """Listening servers and the portal each was configured as (``--portal`` may give
+        ``HOST:0`` twice: two listeners)."""
         self._protocols: set[StreamProtocol] = set()
         self.store_runner: StoreRunner | None = None
 
@@ -41,14 +42,12 @@ class TargetServer:
         """Listen on one more portal (``host``, ``port``: as configured); the bound (host,
         port) pairs. The catalog learns its socket addresses (to tell which portal a
         connection came in through)."""
-        if portal in self._servers:
-            raise ValueError(f"already listening on {portal[0]}:{portal[1]}")
         host, port = portal
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         server = await loop.create_server(self._protocol, host, port, family=family,
                                           reuse_address=True, backlog=128)
-        self._servers[portal] = server
+        self._servers.append((portal, server))
         bound: list[tuple[str, int]] = []
         local: list[tuple[str, int]] = []
         for sock in server.sockets:
@@ -56,17 +55,20 @@ class TargetServer:
             bound.append((host, int(addr[1])))
             local.append((str(addr[0]), int(addr[1])))
         self.catalog.portals = [*self.catalog.portals, *bound]
-        self.catalog.listeners[portal] = local
+        self.catalog.listeners[portal] = [*self.catalog.listeners.get(portal, []), *local]
         return bound
 
     async def unlisten(self, portal: tuple[str, int]) -> None:
         """Stop listening on a portal; discovery sessions that came in through it end
         (targets that had it lost it first: :meth:`Catalog.set_portals`)."""
-        server = self._servers.pop(portal)
-        server.close()
+        servers = [server for p, server in self._servers if p == portal]
+        self._servers = [(p, server) for p, server in self._servers if p != portal]
+        for server in servers:
+            server.close()
         self.catalog.drop_listener(portal)
         self.poke()
-        await server.wait_closed()
+        for server in servers:
+            await server.wait_closed()
 
     def poke(self) -> None:
         """The catalog changed under the connections: each sends what it has now (aborted
@@ -91,11 +93,11 @@ class TargetServer:
 
     async def stop(self) -> None:
         """Stop listening, close every connection, flush every store."""
-        for server in self._servers.values():
+        for _, server in self._servers:
             server.close()
         for proto in list(self._protocols):
             proto.close()
-        for server in self._servers.values():
+        for _, server in self._servers:
             await server.wait_closed()
         await asyncio.sleep(0)
         if self.store_runner is not None:

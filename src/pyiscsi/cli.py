@@ -191,15 +191,15 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
             for lu in target.luns.values():
                 lu.store.close()
         _fail(f"cannot listen: {exc.strerror or exc}")
-    for target in catalog.targets.values():
-        for host, port in catalog.target_portals(target):
-            for lun in target.luns:
-                print(f"serving iscsi://{url_host(host)}:{port}/{target.name}/{lun}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    reloader = _reloader(server, config)
+    reloader = _reloader(server, config)  # SIGHUP is handled once "serving" is printed
+    for target in catalog.targets.values():
+        for host, port in catalog.target_portals(target):
+            for lun in target.luns:
+                print(f"serving iscsi://{url_host(host)}:{port}/{target.name}/{lun}", flush=True)
     try:
         while not stop.is_set():
             if stats_path:

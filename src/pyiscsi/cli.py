@@ -7,9 +7,13 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+if TYPE_CHECKING:
+    from .config.reload import Reloader
+    from .target.server import TargetServer
 
 DEFAULT_TARGET = "iqn.2026-11.org.pyiscsi:disk"
 DEFAULT_PORTAL = "127.0.0.1:3260"
@@ -112,14 +116,26 @@ def cli(log_level: str, log_format: str) -> None:
               help="the admin socket (`pyiscsi admin`, `pyiscsi top`); default "
                    "/run/pyiscsi/HOST-PORT.sock of the first portal (else under "
                    "$XDG_RUNTIME_DIR or /tmp); off: none")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE.toml", help="serve the targets of this file (SIGHUP re-reads it); "
+              "no target flags then")
 def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
           stats_path: str | None, queue_depth: int, max_sessions: int, max_connections: int,
           login_timeout: float, nop_interval: float, nop_timeout: float,
           partial_pdu_timeout: float, immediate_commands: int, loop_kind: str,
           chap: str | None, mutual_chap: str | None, allow: tuple[str, ...],
           auth_file: str | None, sanitize_pace: str, metrics: str | None = None,
-          admin_socket: str | None = None) -> None:
+          admin_socket: str | None = None, config_path: str | None = None) -> None:
     """Serve LUNs to iSCSI initiators (Ctrl-C or SIGTERM stops cleanly)."""
+    try:
+        pace = parse_sanitize_pace(sanitize_pace)
+        metrics_address = parse_portal(metrics) if metrics is not None else None
+    except ValueError as exc:
+        _fail(str(exc))
+    observe: dict[str, Any] = {"metrics": metrics_address, "admin_socket": admin_socket}
+    if config_path is not None:
+        _serve_config(config_path, stats_path, loop_kind, pace, observe)
+        return
     from .backstore.spec import open_store, parse_lun_spec
     from .scsi.lun import LogicalUnit
     from .target.authconfig import exposure_warning, load_access
@@ -129,8 +145,6 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
         addresses = [parse_portal(p) for p in (portals or (DEFAULT_PORTAL,))]
         specs = [parse_lun_spec(s) for s in (luns or (DEFAULT_LUN,))]
         access = load_access(chap=chap, mutual=mutual_chap, allow=allow, auth_file=auth_file)
-        pace = parse_sanitize_pace(sanitize_pace)
-        metrics_address = parse_portal(metrics) if metrics is not None else None
     except ValueError as exc:
         _fail(str(exc))
     warning = exposure_warning([host for host, _ in addresses], access)
@@ -156,37 +170,89 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
                     partial_pdu_timeout=partial_pdu_timeout,
                     immediate_commands=immediate_commands)
     catalog = Catalog([target], limits=limits, auth=access.auth)
-    _run(_serve(catalog, addresses, stats_path, metrics=metrics_address,
-                admin_socket=admin_socket), loop_kind)
+    _run(_serve(catalog, addresses, stats_path, **observe), loop_kind)
+
+
+TARGET_FLAGS = {"portals": "--portal", "target_name": "--target", "luns": "--lun",
+                "chap": "--chap", "mutual_chap": "--mutual-chap", "allow": "--allow",
+                "auth_file": "--auth-file"}
+"""``serve`` flags that say what to serve: a configuration file says it instead."""
+LIMIT_FLAGS = ("queue_depth", "max_sessions", "max_connections", "login_timeout",
+               "nop_interval", "nop_timeout", "partial_pdu_timeout", "immediate_commands")
+"""``serve`` flags that are process-wide limits: given with --config, they win over the
+file's ``[limits]``."""
+
+
+def _serve_config(path: str, stats_path: str | None, loop_kind: str, pace: int,
+                  observe: dict[str, Any]) -> None:
+    """``serve --config FILE``: the file's targets; limit flags win over its [limits]."""
+    import os
+
+    from .config.build import build_catalog, exposure_warnings
+    from .config.load import ConfigError, load_config
+    from .target.authconfig import ENV_CHAP, ENV_MUTUAL_CHAP
+
+    ctx = click.get_current_context()
+    given = [ctx.get_parameter_source(name) for name in (*TARGET_FLAGS, *LIMIT_FLAGS)]
+    explicit = {name for name, source in zip((*TARGET_FLAGS, *LIMIT_FLAGS), given, strict=True)
+                if source not in (None, click.core.ParameterSource.DEFAULT)}
+    clash = [flag for name, flag in TARGET_FLAGS.items() if name in explicit]
+    if clash:
+        _fail(f"{', '.join(clash)} cannot be combined with --config: the file says what to "
+              "serve (put it there)")
+    for env in (ENV_CHAP, ENV_MUTUAL_CHAP):
+        if os.environ.get(env):
+            click.echo(f"pyiscsi: WARNING: ${env} is ignored with --config (give targets "
+                       "chap = {...} in the file)", err=True)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        _fail("\npyiscsi: error: ".join(str(exc).splitlines()))
+    limits = config.make_limits({name: ctx.params[name] for name in LIMIT_FLAGS
+                                 if name in explicit})
+    for warning in exposure_warnings(config):
+        click.echo(warning, err=True)
+    try:
+        catalog = build_catalog(config, limits)
+    except (OSError, ValueError) as exc:
+        _fail(f"{path}: {getattr(exc, 'strerror', None) or exc}")
+    for target in catalog.targets.values():
+        for lu in target.luns.values():
+            lu.sanitize_pace = pace
+    _run(_serve(catalog, config.portals, stats_path, config=config, **observe), loop_kind)
 
 
 async def _serve(catalog: object, addresses: list[tuple[str, int]],
-                 stats_path: str | None, *, metrics: tuple[str, int] | None = None,
+                 stats_path: str | None, *, config: object | None = None,
+                 metrics: tuple[str, int] | None = None,
                  admin_socket: str | None = None) -> None:
+    from .observe import start_observers
     from .target.catalog import Catalog
     from .target.server import TargetServer, write_stats
 
     assert isinstance(catalog, Catalog)
     server = TargetServer(catalog)
     try:
-        bound = await server.start(addresses)
+        await server.start(addresses)
     except OSError as exc:
-        _fail(f"cannot listen: {exc.strerror or exc}")
-    for host, port in bound:
         for target in catalog.targets.values():
+            for lu in target.luns.values():
+                lu.store.close()
+        _fail(f"cannot listen: {exc.strerror or exc}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    reloader = _reloader(server, config)  # SIGHUP is handled once "serving" is printed
+    for target in catalog.targets.values():
+        for host, port in catalog.target_portals(target):
             for lun in target.luns:
                 print(f"serving iscsi://{url_host(host)}:{port}/{target.name}/{lun}", flush=True)
-    from .observe import start_observers
-
     try:
         observers = await start_observers(server, metrics=metrics, admin_socket=admin_socket)
     except OSError as exc:
         await server.stop()
         _fail(str(exc))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         while not stop.is_set():
             if stats_path:
@@ -198,12 +264,34 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
             for lu in target.luns.values():
                 lu.sanitize.stopping = True  # a running erase ends at its next chunk
         await observers.close()
+        if reloader is not None:
+            await reloader.close()
         await server.stop()
         if stats_path:
             write_stats(stats_path, server.stats)
         for target in catalog.targets.values():
             for lu in target.luns.values():
                 lu.store.close()
+
+
+def _reloader(server: TargetServer, config: object | None) -> Reloader | None:
+    """With --config: SIGHUP re-reads the file (:mod:`pyiscsi.config.reload`)."""
+    from .config.reload import Reloader
+    from .config.schema import Config
+
+    if not isinstance(config, Config):
+        return None
+    reloader = Reloader(server, config)
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[object]] = set()
+
+    def hup() -> None:
+        task: asyncio.Task[object] = loop.create_task(reloader.reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, hup)
+    return reloader
 
 
 def _run(coro: object, loop_kind: str) -> None:
@@ -234,6 +322,40 @@ from .admin_cli import top as _top  # noqa: E402
 cli.add_command(_admin)
 cli.add_command(_top)
 
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Configuration files for `serve --config` (README: Configuration)."""
+
+
+@config_group.command("check")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+def config_check(path: str) -> None:
+    """Check FILE as `serve --config FILE` reads it, without serving: exit 2 and one line
+    per mistake when it is wrong; else what it serves, LUN identities included."""
+    from .config.build import exposure_warnings
+    from .config.load import ConfigError, load_config
+    from .scsi.lun import identity
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        _fail("\npyiscsi: error: ".join(str(exc).splitlines()))
+    for warning in exposure_warnings(config):
+        click.echo(warning, err=True)
+    luns = sum(len(t.luns) for t in config.targets)
+    click.echo(f"{path}: ok: {len(config.targets)} targets, {luns} LUNs, "
+               f"{len(config.portals)} portals")
+    for target in config.targets:
+        portals = " ".join(f"{url_host(h)}:{p}" for h, p in target.portals)
+        chap = "mutual CHAP" if target.auth and target.auth.mutual else (
+            "CHAP" if target.auth else "no CHAP")
+        click.echo(f"  {target.name}  {portals}  {chap}")
+        for lun in target.luns:
+            serial, naa = identity(target.name, lun.id, lun.store_name, lun.serial)
+            kind = "stored" if lun.serial else "derived"
+            click.echo(f"    LUN {lun.id}: {lun.text}  serial {serial} ({kind}) naa {naa.hex()}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -96,3 +96,58 @@ def test_portal_addresses_default_tpgt_and_empty() -> None:
     assert c.portal_addresses() == []
     c.portals = [("0.0.0.0", 3260)]
     assert c.portal_addresses() == ["0.0.0.0:3260,1"]
+
+
+# ---------------------------------------------------------------- portals per target
+
+
+def test_reachable_matches_listener_addresses_and_wildcards() -> None:
+    c = Catalog([])
+    c.listeners = {("localhost", 0): [("127.0.0.1", 40001)], ("0.0.0.0", 3260): [("0.0.0.0", 3260)],
+                   ("::", 3261): [("::", 3261, )]}
+    t = Target(A, portals=(("localhost", 0),))
+    assert c.reachable(t, ("127.0.0.1", 40001))
+    assert not c.reachable(t, ("127.0.0.1", 40002))
+    assert not c.reachable(t, ("127.0.0.2", 40001))
+    assert c.reachable(t, None)  # unknown local address (no socket): not refused
+    anywhere = Target(B, portals=(("0.0.0.0", 3260), ("::", 3261)))
+    assert c.reachable(anywhere, ("192.0.2.1", 3260))
+    assert c.reachable(anywhere, ("::ffff:192.0.2.1", 3260))
+    assert c.reachable(anywhere, ("2001:db8::1", 3261))
+    assert not c.reachable(anywhere, ("192.0.2.1", 3262))
+    assert c.reachable(Target("iqn.all"), ("198.51.100.1", 1))  # portals None: every one
+
+
+def test_visible_targets_are_allowed_and_served_on_the_portal() -> None:
+    c = Catalog([Target(A, portals=(("127.0.0.1", 3260),)),
+                 Target(B, portals=(("127.0.0.2", 3260),)),
+                 Target("iqn.closed", portals=(("127.0.0.1", 3260),),
+                        allowed_initiators=frozenset({"iqn.someone"}))])
+    assert [t.name for t in c.visible("iqn.me", ("127.0.0.1", 3260))] == [A]
+    assert [t.name for t in c.visible("iqn.me", ("127.0.0.2", 3260))] == [B]
+    assert [t.name for t in c.visible("iqn.someone", ("127.0.0.1", 3260))] == [A, "iqn.closed"]
+
+
+def test_portal_addresses_of_a_target_show_bound_ports_and_the_reached_wildcard() -> None:
+    c = Catalog([])
+    c.portals = [("127.0.0.1", 40001), ("0.0.0.0", 3260)]
+    c.listeners = {("127.0.0.1", 0): [("127.0.0.1", 40001)],
+                   ("0.0.0.0", 3260): [("0.0.0.0", 3260)]}
+    t = Target(A, portals=(("127.0.0.1", 0),))
+    assert c.portal_addresses(t) == ["127.0.0.1:40001,1"]
+    both = Target(B, portals=(("127.0.0.1", 0), ("0.0.0.0", 3260)))
+    assert c.portal_addresses(both, ("192.0.2.9", 3260)) == [
+        "127.0.0.1:40001,1", "192.0.2.9:3260,1"]
+    assert c.target_portals(Target("iqn.all")) == c.portals
+
+
+def test_auth_for_falls_back_to_the_process_wide_credentials() -> None:
+    from pyiscsi.proto.chap import AuthConfig, ChapSecret
+
+    own, process, disc = (AuthConfig(ChapSecret(u, b"secretsecret12")) for u in "abc")
+    t = Target(A, auth=own)
+    c = Catalog([t, Target(B)], auth=process)
+    assert c.auth_for(t) is own and c.auth_for(c.targets[B]) is process
+    assert c.auth_for(None) is process
+    c.discovery_auth = disc
+    assert c.auth_for(None) is disc

@@ -662,3 +662,52 @@ def test_initiator_refuses_transit_before_mutual_answer() -> None:
     with pytest.raises(LoginFailed) as exc:          # the target's CHAP_N/CHAP_R dropped
         initiator.receive(wire_rsp(replace(step.response, data_length=0)), b"")
     assert exc.value.status is LoginStatus.AUTHENTICATION_FAILURE
+
+
+# ---------------------------------------------------------------- a config per target
+
+OTHER = "iqn.2024-01.org.pyiscsi:disk1"
+
+
+def per_target(calls: list[tuple[str, str | None]] | None = None) -> TargetLoginConfig:
+    """TARGET needs CHAP and offers MaxBurstLength=65536; OTHER keeps the base config."""
+    def resolve(session_type: str, name: str | None) -> TargetLoginConfig | None:
+        if calls is not None:
+            calls.append((session_type, name))
+        if name == TARGET:
+            return config(authenticator=TargetChap(AuthConfig(CHAP_INI)),
+                          max_burst_length=65536)
+        return None
+
+    return config(lookup_target=lambda name: name in (TARGET, OTHER), resolve=resolve)
+
+
+def test_resolve_picks_the_targets_credentials_once_it_is_named() -> None:
+    calls: list[tuple[str, str | None]] = []
+    initiator = InitiatorLogin(INITIATOR, TARGET, ISID, credentials=("user", "secretsecret12"))
+    result = run(initiator, TargetLogin(per_target(calls)))
+    assert calls == [("Normal", TARGET)]  # once, at the first text
+    assert result.done.params.max_burst_length == 65536
+    assert sent_keys(result)[1] == {"CHAP_A": "7,8,5"}
+
+
+def test_resolve_refuses_a_login_without_the_targets_credentials() -> None:
+    # straight to the operational stage (libiscsi without CHAP): refused once named
+    step = send(TargetLogin(per_target()), request(*IDENTITY))
+    assert status_bytes(step) == b"\x02\x01"
+    # the security stage offering only None
+    step = send(TargetLogin(per_target()),
+                request(*IDENTITY, ("AuthMethod", "None"), csg=0, nsg=1))
+    assert status_bytes(step) == b"\x02\x01"
+
+
+def test_resolve_none_keeps_the_base_config_and_its_offers() -> None:
+    calls: list[tuple[str, str | None]] = []
+    target = TargetLogin(per_target(calls))
+    target.negotiation.offer("DefaultTime2Retain", "0")
+    step = send(target, request(("InitiatorName", INITIATOR), ("TargetName", OTHER)))
+    assert dict(parse_text(step.data))["DefaultTime2Retain"] == "0"
+    assert send(target, request(("DefaultTime2Retain", "0"))).complete
+    initiator = InitiatorLogin(INITIATOR, None, ISID)
+    assert run(initiator, TargetLogin(per_target(calls))).done.params.discovery
+    assert calls == [("Normal", OTHER), ("Discovery", None)]

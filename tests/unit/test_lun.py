@@ -9,7 +9,7 @@ import pytest
 
 from pyiscsi.backstore.file import FileStore
 from pyiscsi.backstore.memory import MemoryStore
-from pyiscsi.scsi.lun import PYISCSI_OUI, LogicalUnit
+from pyiscsi.scsi.lun import PYISCSI_OUI, LogicalUnit, identity
 from pyiscsi.scsi.sense import ScsiError
 from pyiscsi.scsi.task import Nexus
 from pyiscsi.scsi.unit_attention import ResetKind
@@ -161,3 +161,19 @@ def test_file_store_keeps_aptpl_state_next_to_the_image(tmp_path: Path) -> None:
         assert unit.serial != lu(0).serial  # the store's name (its path) is in the identity
     finally:
         store.close()
+
+
+def test_a_given_serial_is_the_identity_wherever_the_lu_is() -> None:
+    a = LogicalUnit(0, MemoryStore(1 << 20), TARGET, serial="db-0001")
+    b = LogicalUnit(5, MemoryStore(1 << 20), "iqn.2026-11.org.pyiscsi:other", serial="db-0001")
+    assert a.serial == b.serial == "db-0001"
+    assert a.naa == b.naa and a.naa[0] >> 4 == 6
+    assert a.naa != lu(0).naa
+    assert LogicalUnit(0, MemoryStore(1 << 20), TARGET, serial="db-0002").naa != a.naa
+    assert identity(TARGET, 3, "ram") == (lu(3).serial, lu(3).naa)  # the derived one
+
+
+@pytest.mark.parametrize("serial", ["", "has space", "x" * 65, "é"])
+def test_a_bad_serial_is_refused(serial: str) -> None:
+    with pytest.raises(ValueError, match="bad serial"):
+        LogicalUnit(0, MemoryStore(1 << 20), TARGET, serial=serial)

@@ -456,3 +456,48 @@ def test_take_output_failure_is_an_internal_error() -> None:
     assert transport.calls == ["abort"]
     assert engines[0].internal_errors == 1
     assert Stats.internal_errors == before + 1
+
+
+class LocalTransport(FakeTransport):
+    def __init__(self, sockname: object) -> None:
+        super().__init__()
+        self.sockname = sockname
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.sockname if name == "sockname" else super().get_extra_info(name, default)
+
+
+@pytest.mark.parametrize("sockname,local", [
+    (("127.0.0.2", 3260), ("127.0.0.2", 3260)),
+    (("::1", 3261, 0, 0), ("::1", 3261)),
+    ("/run/iscsi.sock", None)])
+def test_the_engine_factory_knows_the_local_portal(sockname: object,
+                                                   local: tuple[str, int] | None) -> None:
+    seen: list[tuple[str, int] | None] = []
+
+    def make(name: str) -> Engine:
+        seen.append(proto.local)
+        return FakeEngine(name)
+
+    proto = StreamProtocol(make, state=STATE)
+
+    async def main() -> None:
+        proto.connection_made(LocalTransport(sockname))  # type: ignore[arg-type]
+        assert proto._ticker is not None
+        proto._ticker.cancel()
+
+    asyncio.run(main())
+    assert seen == [local]
+
+
+def test_poke_sends_what_the_engine_has_and_drops_a_dead_one() -> None:
+    async def check(proto: StreamProtocol, t: FakeTransport, e: FakeEngine) -> None:
+        e.output.append(b"late")
+        proto.poke()
+        assert t.writes == [[b"late"]] and "abort" not in t.calls
+        e.is_dead = True
+        proto.poke()
+        assert t.calls[-1] == "abort"
+        proto.poke()  # closing: nothing more
+
+    run(check)

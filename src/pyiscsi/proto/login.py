@@ -129,6 +129,10 @@ class TargetLoginConfig:
     with a non-zero TSIH gets that TSIH back)."""
     authenticator: Authenticator | None = None
     """When set, authentication with its method is required; else AuthMethod=None only."""
+    resolve: Callable[[str, str | None], TargetLoginConfig | None] | None = None
+    """(SessionType, TargetName or None for discovery) -> the config of this login, called
+    once the first text names them (after the name and ACL checks): per-target credentials
+    and limits. None (or a None answer) keeps this config."""
     max_recv_data_segment_length: int = 262144
     max_burst_length: int = 1048576
     first_burst_length: int = 65536
@@ -305,8 +309,9 @@ class TargetLogin:
 
     # -- negotiation
 
-    def _identify(self, keys: Mapping[str, str]) -> None:
-        """Checks on the first text of the login (RFC 7143 §13.4, §13.5, §13.21)."""
+    def _identify(self, keys: Mapping[str, str], stage: LoginStage) -> None:
+        """Checks on the first text of the login (RFC 7143 §13.4, §13.5, §13.21); then the
+        login's own config is chosen (:attr:`TargetLoginConfig.resolve`)."""
         self._identified = True
         name = keys.get("InitiatorName")
         if not name:
@@ -316,8 +321,11 @@ class TargetLogin:
         if self.session_type not in ("Normal", "Discovery") or (
                 self.session_type == "Discovery" and not self.config.allow_discovery):
             raise _fail(LoginStatus.SESSION_TYPE_NOT_SUPPORTED, self.session_type)
-        if self.session_type == "Discovery":
-            return
+        if self.session_type != "Discovery":
+            self._identify_target(name, keys)
+        self._adopt(stage)
+
+    def _identify_target(self, name: str, keys: Mapping[str, str]) -> None:
         target = keys.get("TargetName")
         if not target:
             raise _fail(LoginStatus.MISSING_PARAMETER, "TargetName missing")
@@ -327,11 +335,23 @@ class TargetLogin:
             raise _fail(LoginStatus.AUTHORIZATION_FAILURE, f"{name} -> {target}")
         self.target_name = target
 
+    def _adopt(self, stage: LoginStage) -> None:
+        """Take the config :attr:`TargetLoginConfig.resolve` chooses for this session: its
+        authenticator and the values we offer (nothing was negotiated yet)."""
+        resolve = self.config.resolve
+        chosen = resolve(self.session_type, self.target_name) if resolve is not None else None
+        if chosen is not None and chosen is not self.config:
+            self.config = chosen
+            self.negotiation.local.update(chosen.local_keys())
+            self._authenticated = chosen.authenticator is None
+        if stage is LoginStage.OPERATIONAL and not self._authenticated:
+            raise _fail(LoginStatus.AUTHENTICATION_FAILURE, "authentication required")
+
     def _negotiate(self, stage: LoginStage, pairs: list[tuple[str, str]]
                    ) -> list[tuple[str, str]]:
         keys = dict(pairs)
         if not self._identified:
-            self._identify(keys)
+            self._identify(keys, stage)
         auth = self.config.authenticator
         prefix = f"{auth.method}_" if auth is not None else None
         auth_keys = {k: v for k, v in pairs if prefix is not None and k.startswith(prefix)}

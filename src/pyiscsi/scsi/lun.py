@@ -1,13 +1,17 @@
 """A logical unit: a backing store plus its identity and the limits it advertises.
 
 The identity (unit serial number, NAA designator) is derived stably from the target name,
-the LUN and the store's name, so it survives restarts (SPC-4 §7.8.6). The limits are the
-single source for both the Block Limits VPD page (SBC-3 §6.5.3) and the handlers' checks.
+the LUN and the store's name, so it survives restarts (SPC-4 §7.8.6); a serial given by the
+caller (a configuration file's stored one) replaces it, and the NAA designator then
+derives from that serial alone, so the LU keeps both wherever it is numbered or served. The
+limits are the single source for both the Block Limits VPD page (SBC-3 §6.5.3) and the
+handlers' checks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -19,8 +23,28 @@ from .sanitize import SanitizeState
 from .task import Nexus
 from .unit_attention import ResetKind, UnitAttentions
 
+SERIAL = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+"""What a given unit serial number may be (VPD page 80h is ASCII, SPC-4 §7.8.18)."""
 PYISCSI_OUI = 0x024953
 """A locally administered (bit 1 of the first octet) company id for NAA-6 designators."""
+
+
+def identity(target_name: str, number: int, store_name: str,
+             serial: str | None = None) -> tuple[str, bytes]:
+    """(unit serial number, NAA designator) of a logical unit. Without ``serial``: derived
+    from the target name, the LUN and the store's name (16 hex digits); with one: that serial,
+    and an NAA designator derived from it alone."""
+    if serial is None:
+        digest = hashlib.sha256(f"{target_name}\0{number}\0{store_name}".encode()).digest()
+        serial = digest[:8].hex().upper()
+    else:
+        if not SERIAL.fullmatch(serial):
+            raise ValueError(f"bad serial {serial!r}: 1 to 64 of A-Z a-z 0-9 . _ : -")
+        digest = hashlib.sha256(f"pyiscsi serial\0{serial}".encode()).digest()
+    vendor_specific = int.from_bytes(digest[8:13], "big") >> 4
+    extension = digest[13:21]
+    high = (0x6 << 60) | (PYISCSI_OUI << 36) | vendor_specific
+    return serial, high.to_bytes(8, "big") + extension
 
 
 class LogicalUnit:
@@ -50,7 +74,7 @@ class LogicalUnit:
     and the pace keeps other logical units at their speed (SBC-4 §4.11)."""
 
     def __init__(self, number: int, store: BackingStore, target_name: str, *,
-                 sanitize_pace: int | None = None) -> None:
+                 sanitize_pace: int | None = None, serial: str | None = None) -> None:
         self.number = number
         self.store = store
         self.target_name = target_name
@@ -77,14 +101,9 @@ class LogicalUnit:
         self.max_atomic_transfer_blocks = min(
             self.max_transfer_blocks, max(1, self.max_atomic_transfer_bytes // self.block_size)
         )
-        digest = hashlib.sha256(f"{target_name}\0{number}\0{store.name}".encode()).digest()
-        self.serial = digest[:8].hex().upper()
-        """Unit serial number (VPD page 80h), 16 hex digits."""
-        vendor_specific = int.from_bytes(digest[8:13], "big") >> 4
-        extension = digest[13:21]
-        high = (0x6 << 60) | (PYISCSI_OUI << 36) | vendor_specific
-        self.naa = high.to_bytes(8, "big") + extension
-        """NAA IEEE Registered Extended designator, 16 bytes (SPC-4 §7.8.6.6.5)."""
+        self.serial, self.naa = identity(target_name, number, store.name, serial)
+        """Unit serial number (VPD page 80h) and NAA IEEE Registered Extended designator,
+        16 bytes (SPC-4 §7.8.6.6.5)."""
         store_path = getattr(store, "path", None)
         self.attentions = UnitAttentions()
         """Pending unit attentions per I_T nexus (resets)."""

@@ -3,8 +3,8 @@ connection to a session, new, joined or reinstated (RFC 7143 §6.3.5, §4.4.3)."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, TypeVar
 
 from ..proto.chap import TargetChap
 from ..proto.login import TargetLoginConfig
@@ -12,27 +12,62 @@ from ..proto.wire import LoginStatus
 from ..scsi.task import Nexus
 from .session import Session
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
     from ..proto import pdu as P
+    from ..proto.chap import AuthConfig
     from ..proto.keys import SessionParams
-    from .catalog import Catalog, Target
+    from .catalog import Catalog, Portal, Target
     from .connection import TargetConnection
 
 
-def login_config(catalog: Catalog) -> TargetLoginConfig:
-    """What a login to this process may negotiate: its targets, ACLs, CHAP and limits."""
+def login_config(catalog: Catalog, local: Portal | None = None) -> TargetLoginConfig:
+    """What a login to this process through portal ``local`` may negotiate: its targets
+    (those served on that portal: another target is NOT FOUND there), ACLs, and, once the
+    first text names the target (or a discovery session), that target's CHAP and limits."""
     limits = catalog.limits
-    return TargetLoginConfig(
-        lookup_target=lambda name: catalog.target(name) is not None,
+
+    def chap(auth: AuthConfig | None) -> TargetChap | None:
+        return TargetChap(auth, issued=catalog.state.challenges) if auth is not None else None
+
+    base = TargetLoginConfig(
+        lookup_target=lambda name: ((t := catalog.target(name)) is not None
+                                    and catalog.reachable(t, local)),
         authorize=lambda ini, tgt: (t := catalog.target(tgt)) is not None and t.allows(ini),
         portal_group_tag=catalog.portal_group_tag,
         max_recv_data_segment_length=limits.max_recv_data_segment_length,
         max_burst_length=limits.max_burst_length,
         first_burst_length=limits.first_burst_length,
         max_outstanding_r2t=limits.max_outstanding_r2t,
-        authenticator=(TargetChap(catalog.auth, issued=catalog.state.challenges)
-                       if catalog.auth is not None else None),
+        authenticator=chap(catalog.auth),
+        allow_discovery=catalog.discovery_enabled,
     )
+
+    def resolve(session_type: str, name: str | None) -> TargetLoginConfig | None:
+        if session_type == "Discovery" or name is None:
+            return replace(base, authenticator=chap(catalog.auth_for(None)), resolve=None)
+        target = catalog.target(name)
+        if target is None:
+            return None
+        own = target.login
+        burst = _pick(own.max_burst_length, base.max_burst_length)
+        first = _pick(own.first_burst_length, min(base.first_burst_length, burst))
+        return replace(
+            base, resolve=None, authenticator=chap(catalog.auth_for(target)),
+            target_alias=target.alias or None,
+            max_recv_data_segment_length=_pick(own.max_recv_data_segment_length,
+                                               base.max_recv_data_segment_length),
+            max_burst_length=burst, first_burst_length=first,
+            max_outstanding_r2t=_pick(own.max_outstanding_r2t, base.max_outstanding_r2t),
+            immediate_data=_pick(own.immediate_data, base.immediate_data),
+            initial_r2t=_pick(own.initial_r2t, base.initial_r2t))
+
+    return replace(base, resolve=resolve)
+
+
+def _pick(own: T | None, default: T) -> T:
+    return default if own is None else own
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,10 +80,12 @@ class TargetConnection:
 
     def __init__(self, catalog: Catalog, peer: str = "?", *,
                  on_close: Callable[[TargetConnection], None] | None = None,
-                 number: int | None = None) -> None:
+                 number: int | None = None, local: tuple[str, int] | None = None) -> None:
         limits = catalog.limits
         self.catalog = catalog
         self.peer = peer
+        self.local = local
+        """The portal (local address) the connection came in through; None: unknown."""
         self.table = DataPointerTable(0, capacity=limits.table_entries)
         # A table entry for every task's unsolicited data is always there: R2Ts use at most
         # what is left once each task the window (plus immediate commands) allows has one.
@@ -120,8 +122,8 @@ class TargetConnection:
         SCSI answer it gets once whole."""
         self._out: list[Buffer] = []
         self._tx_payload = 0
-        self._login = TargetLogin(login_config(catalog))
-        self._texts = TextExchange(catalog)
+        self._login = TargetLogin(login_config(catalog, local))
+        self._texts = TextExchange(catalog, local)
         self._login_first = True
         self._nexus = Nexus("iqn.unknown")
         self.close_after_send = False

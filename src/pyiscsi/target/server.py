@@ -22,7 +22,9 @@ class TargetServer:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[tuple[tuple[str, int], asyncio.AbstractServer]] = []
+        """Listening servers and the portal each was configured as (``--portal`` may give
+        ``HOST:0`` twice: two listeners)."""
         self._protocols: set[StreamProtocol] = set()
         self.store_runner: StoreRunner | None = None
 
@@ -32,16 +34,47 @@ class TargetServer:
         if self.store_runner is None:
             self.store_runner = StoreRunner(loop)
         bound: list[tuple[str, int]] = []
-        for host, port in portals:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            server = await loop.create_server(self._protocol, host, port, family=family,
-                                              reuse_address=True, backlog=128)
-            self._servers.append(server)
-            for sock in server.sockets:
-                addr = sock.getsockname()
-                bound.append((host, int(addr[1])))
-        self.catalog.portals = bound
+        for portal in portals:
+            bound += await self.listen(portal)
         return bound
+
+    async def listen(self, portal: tuple[str, int]) -> list[tuple[str, int]]:
+        """Listen on one more portal (``host``, ``port``: as configured); the bound (host,
+        port) pairs. The catalog learns its socket addresses (to tell which portal a
+        connection came in through)."""
+        host, port = portal
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        server = await loop.create_server(self._protocol, host, port, family=family,
+                                          reuse_address=True, backlog=128)
+        self._servers.append((portal, server))
+        bound: list[tuple[str, int]] = []
+        local: list[tuple[str, int]] = []
+        for sock in server.sockets:
+            addr = sock.getsockname()
+            bound.append((host, int(addr[1])))
+            local.append((str(addr[0]), int(addr[1])))
+        self.catalog.portals = [*self.catalog.portals, *bound]
+        self.catalog.listeners[portal] = [*self.catalog.listeners.get(portal, []), *local]
+        return bound
+
+    async def unlisten(self, portal: tuple[str, int]) -> None:
+        """Stop listening on a portal; discovery sessions that came in through it end
+        (targets that had it lost it first: :meth:`Catalog.set_portals`)."""
+        servers = [server for p, server in self._servers if p == portal]
+        self._servers = [(p, server) for p, server in self._servers if p != portal]
+        for server in servers:
+            server.close()
+        self.catalog.drop_listener(portal)
+        self.poke()
+        for server in servers:
+            await server.wait_closed()
+
+    def poke(self) -> None:
+        """The catalog changed under the connections: each sends what it has now (aborted
+        tasks let others run), and those whose session ended are dropped."""
+        for proto in list(self._protocols):
+            proto.poke()
 
     def _protocol(self) -> asyncio.BaseProtocol:
         catalog = self.catalog
@@ -50,9 +83,9 @@ class TargetServer:
             return _Refuse()
 
         def make(peer: str) -> TargetConnection:
-            return TargetConnection(catalog, peer)
+            return TargetConnection(catalog, peer, local=proto.local)
 
-        proto = StreamProtocol(make, login_timeout=catalog.limits.login_timeout,
+        proto: StreamProtocol = StreamProtocol(make, login_timeout=catalog.limits.login_timeout,
                                on_lost=self._protocols.discard,
                                store_runner=self.store_runner, state=catalog.state)
         self._protocols.add(proto)
@@ -60,11 +93,11 @@ class TargetServer:
 
     async def stop(self) -> None:
         """Stop listening, close every connection, flush every store."""
-        for server in self._servers:
+        for _, server in self._servers:
             server.close()
         for proto in list(self._protocols):
             proto.close()
-        for server in self._servers:
+        for _, server in self._servers:
             await server.wait_closed()
         await asyncio.sleep(0)
         if self.store_runner is not None:

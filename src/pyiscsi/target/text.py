@@ -2,7 +2,8 @@
 
 A Text request may span PDUs with the C bit; the pieces are reassembled up to a bound. The
 only key the target answers is SendTargets; every other key is NotUnderstood. SendTargets
-shows an initiator only the targets it may log in to, each with its portals.
+shows an initiator only the targets it may log in to through the portal it asked on, each
+with its own portals.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ..proto.keys import encode_text, parse_text
 from ..proto.wire import RejectReason
 
 if TYPE_CHECKING:
-    from .catalog import Catalog, Target
+    from .catalog import Catalog, Portal, Target
 
 MAX_TEXT = 65536
 """Bound on a Text request reassembled from C-bit continuations (bounded memory)."""
@@ -34,8 +35,10 @@ class TextAnswer:
 class TextExchange:
     """The Text requests of one connection: continuation, parsing, answers."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, local: Portal | None = None) -> None:
         self.catalog = catalog
+        self.local = local
+        """The portal the connection came in through (None: unknown, every one)."""
         self._pieces = b""
 
     def receive(self, pdu: P.TextRequest, data: bytes, *, initiator: str,
@@ -61,18 +64,19 @@ class TextExchange:
 
     def send_targets(self, value: str, initiator: str, target: Target | None,
                      discovery: bool) -> bytes:
-        """SendTargets=All lists every target this initiator may see; in a normal session,
-        only its own target; ``SendTargets=<name>`` that one if allowed (RFC 7143 §13.3)."""
+        """SendTargets=All lists every target this initiator may see through this portal; in
+        a normal session, only its own target; ``SendTargets=<name>`` that one if allowed
+        (RFC 7143 §13.3). Each target comes with its own portals."""
         catalog = self.catalog
         if value == "All":
             if not discovery:
-                names = [target.name] if target is not None else []
+                shown = [target] if target is not None else []
             else:
-                names = [n for n, t in catalog.targets.items() if t.allows(initiator)]
+                shown = catalog.visible(initiator, self.local)
         elif value == "" and target is not None:
-            names = [target.name]
+            shown = [target]
         else:
             t = catalog.target(value)
-            names = [value] if t is not None and t.allows(initiator) else []
-        addresses = catalog.portal_addresses()
-        return format_send_targets([(n, addresses) for n in names])
+            shown = [t] if t is not None and t in catalog.visible(initiator, self.local) else []
+        return format_send_targets([(t.name, catalog.portal_addresses(t, self.local))
+                                    for t in shown])

@@ -48,11 +48,15 @@ class StoreRunner:
         self.in_flight = 0
         self.bytes_in_flight = 0
         self._queue: deque[tuple[StoreRequest, Done]] = deque()
+        self._per_store: dict[int, int] = {}
+        """Requests submitted and not completed, by ``id`` of their store."""
         self.stats = RunnerStats()
 
     def submit(self, request: StoreRequest, done: Done) -> None:
         """Run ``request`` as soon as the bounds allow (FIFO behind earlier ones)."""
         self.stats.submitted += 1
+        key = id(request.store)
+        self._per_store[key] = self._per_store.get(key, 0) + 1
         if self._queue or not self._fits(request):
             self._queue.append((request, done))
             self.stats.queued_max = max(self.stats.queued_max, len(self._queue))
@@ -82,6 +86,12 @@ class StoreRunner:
         self.in_flight -= 1
         self.bytes_in_flight -= request.nbytes
         self.stats.completed += 1
+        key = id(request.store)
+        left = self._per_store.get(key, 1) - 1
+        if left > 0:
+            self._per_store[key] = left
+        else:
+            self._per_store.pop(key, None)
         if error is not None:
             self.stats.failed += 1
         try:
@@ -89,6 +99,10 @@ class StoreRunner:
         finally:
             while self._queue and self._fits(self._queue[0][0]):
                 self._start(*self._queue.popleft())
+
+    def uses(self, store: object) -> bool:
+        """Has ``store`` work queued or running (then it must stay open)?"""
+        return id(store) in self._per_store
 
     def close(self) -> None:
         """Wait for every running request (their buffers are in use until then)."""

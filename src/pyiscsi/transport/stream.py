@@ -70,6 +70,10 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._on_lost = on_lost
         self.engine: Engine | None = None
         self.transport: asyncio.Transport | None = None
+        self.local: tuple[str, int] | None = None
+        """The local address (host, port) of the connection, the portal it came in
+        through; known from ``connection_made`` on, before the engine is made (its factory
+        reads it)."""
         self._zero_copy = False
         self._paused = False
         self._timer: asyncio.TimerHandle | None = None
@@ -85,6 +89,9 @@ class StreamProtocol(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         assert self.transport is not None
         name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        sockname = transport.get_extra_info("sockname")
+        if isinstance(sockname, tuple) and len(sockname) >= 2:
+            self.local = (str(sockname[0]), int(sockname[1]))
         loop = asyncio.get_running_loop()
         self._zero_copy = writes_without_copy(loop)
         self.engine = self._make_engine(name)
@@ -263,3 +270,13 @@ class StreamProtocol(asyncio.BufferedProtocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def poke(self) -> None:
+        """Something outside the connection's own events changed its engine (a catalog
+        change ended its session or aborted tasks): send what it has now, drop it if dead."""
+        engine, transport = self.engine, self.transport
+        if engine is None or transport is None or transport.is_closing():
+            return
+        self._flush()
+        if engine.dead:
+            transport.abort()

@@ -1,0 +1,90 @@
+"""The configuration file's typed form: what ``pyiscsi serve --config FILE.toml`` serves.
+
+Every value is checked and converted by :mod:`.load`; these frozen dataclasses only hold the
+result, so two of them compare equal exactly when they serve the same thing (a reload
+compares old and new with ``==``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ..backstore.spec import LunSpec
+from ..proto.chap import AuthConfig
+from ..target.catalog import Limits, LoginDefaults, Portal
+
+
+@dataclass(frozen=True, slots=True)
+class LunConfig:
+    """One LUN: ``spec`` as ``--lun`` takes it (a relative path resolved against the
+    file's directory), and a stored serial (None: derived from target name, LUN id and
+    the store's path, as for ``--lun``)."""
+
+    id: int
+    spec: LunSpec
+    text: str
+    """The spec as written (for messages)."""
+    serial: str | None = None
+
+    @property
+    def store_name(self) -> str:
+        """The name its store will have (what a derived identity is made from)."""
+        return str(Path(self.spec.path)) if self.spec.path is not None else self.spec.kind
+
+
+@dataclass(frozen=True, slots=True)
+class TargetConfig:
+    """One ``[[target]]``."""
+
+    name: str
+    portals: tuple[Portal, ...]
+    luns: tuple[LunConfig, ...] = ()
+    allow: frozenset[str] | None = None
+    """InitiatorNames allowed to log in; None = everyone."""
+    auth: AuthConfig | None = None
+    alias: str = ""
+    login: LoginDefaults = field(default_factory=LoginDefaults)
+
+    def lun(self, number: int) -> LunConfig | None:
+        return next((lun for lun in self.luns if lun.id == number), None)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryConfig:
+    """``[discovery]``: whether SendTargets sessions may log in, and their own CHAP
+    (None: none, whatever the targets require)."""
+
+    enabled: bool = True
+    auth: AuthConfig | None = None
+
+
+LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))
+"""``[limits]`` takes exactly the fields of :class:`~pyiscsi.target.catalog.Limits`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole configuration file."""
+
+    path: Path
+    targets: tuple[TargetConfig, ...] = ()
+    limits: tuple[tuple[str, int | float], ...] = ()
+    """The ``[limits]`` keys the file sets (the others keep their defaults or flags)."""
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+
+    def target(self, name: str) -> TargetConfig | None:
+        return next((t for t in self.targets if t.name == name), None)
+
+    @property
+    def portals(self) -> list[Portal]:
+        """Every portal of every target, once each, in order: where the process listens."""
+        out: list[Portal] = []
+        for target in self.targets:
+            out += [p for p in target.portals if p not in out]
+        return out
+
+    def make_limits(self, overrides: dict[str, int | float] | None = None) -> Limits:
+        """The process's limits: defaults, then the file's ``[limits]``, then ``overrides``
+        (command-line flags)."""
+        return Limits(**{**dict(self.limits), **(overrides or {})})  # type: ignore[arg-type]

@@ -5,7 +5,11 @@ Protocol (UTF-8, newline-delimited JSON, any number of requests per connection):
     -> {"verb": "status"}
     <- {"ok": true, "status": {...}}          (pyiscsi.target.status.snapshot)
     -> {"verb": "nope"}
-    <- {"ok": false, "error": "unknown verb 'nope' (known: status)"}
+    <- {"ok": false, "error": "unknown verb 'nope' (known: ...)"}
+
+The other verbs (``add-target``, ``add-lun``, ``resize-lun``, ``save``, ...) change what
+the server serves: :mod:`pyiscsi.config.live`. A handler answers the fields of a successful
+answer, at once or as an awaitable (a verb that waits for the change to be applied).
 
 The socket is created mode 0600 (its directory 0700 when pyiscsi creates it): only the
 user running the target may talk to it. The default path is derived from the target's
@@ -17,16 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-Verb = Callable[[dict[str, Any]], dict[str, Any]]
-"""A verb's handler: the request in, the fields of a successful answer out."""
+Verb = Callable[[dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any]]]
+"""A verb's handler: the request in, the fields of a successful answer out (or an awaitable
+of them); an exception is the error answered."""
 
 MAX_REQUEST = 64 << 10
 """Longest request line accepted (bytes)."""
@@ -135,7 +141,7 @@ class AdminServer:
             if self._inode is not None and self.path.stat().st_ino == self._inode:
                 self.path.unlink()
 
-    def answer(self, line: bytes) -> dict[str, Any]:
+    async def answer(self, line: bytes) -> dict[str, Any]:
         """The answer to one request line."""
         try:
             request = json.loads(line)
@@ -149,7 +155,10 @@ class AdminServer:
             known = ", ".join(sorted(self.verbs))
             return {"ok": False, "error": f"unknown verb {verb!r} (known: {known})"}
         try:
-            return {"ok": True, **handler(request)}
+            result = handler(request)
+            if inspect.isawaitable(result):
+                result = await result
+            return {"ok": True, **result}
         except Exception as exc:  # a failing verb answers, the server stays up
             return {"ok": False, "error": f"{verb} failed: {exc}"}
 
@@ -168,7 +177,7 @@ class AdminServer:
                     return
                 if not line.strip():
                     continue
-                writer.write(json.dumps(self.answer(line)).encode() + b"\n")
+                writer.write(json.dumps(await self.answer(line)).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, OSError):
             pass

@@ -170,7 +170,24 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
                     partial_pdu_timeout=partial_pdu_timeout,
                     immediate_commands=immediate_commands)
     catalog = Catalog([target], limits=limits, auth=access.auth)
-    _run(_serve(catalog, addresses, stats_path, **observe), loop_kind)
+    running = _flag_config(target_name, addresses, luns or (DEFAULT_LUN,), specs,
+                           access.allowed)
+    _run(_serve(catalog, addresses, stats_path, config=running, from_file=False, **observe),
+         loop_kind)
+
+
+def _flag_config(name: str, portals: list[tuple[str, int]], texts: tuple[str, ...],
+                 specs: list[Any], allowed: frozenset[str] | None) -> Any:
+    """The running config of a target given by flags (what ``pyiscsi admin`` edits and
+    ``save`` writes; the process-wide CHAP stays out of it)."""
+    from dataclasses import replace
+
+    from .config.schema import Config, LunConfig, TargetConfig
+
+    luns = tuple(LunConfig(n, replace(spec, path=str(Path(spec.path).absolute()))
+                           if spec.path is not None else spec, text)
+                 for n, (spec, text) in enumerate(zip(specs, texts, strict=True)))
+    return Config(Path(), (TargetConfig(name, tuple(portals), luns, allowed),))
 
 
 TARGET_FLAGS = {"portals": "--portal", "target_name": "--target", "luns": "--lun",
@@ -224,6 +241,7 @@ def _serve_config(path: str, stats_path: str | None, loop_kind: str, pace: int,
 
 async def _serve(catalog: object, addresses: list[tuple[str, int]],
                  stats_path: str | None, *, config: object | None = None,
+                 from_file: bool = True,
                  metrics: tuple[str, int] | None = None,
                  admin_socket: str | None = None) -> None:
     from .observe import start_observers
@@ -243,13 +261,14 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    reloader = _reloader(server, config)  # SIGHUP is handled once "serving" is printed
+    reloader = _reloader(server, config, from_file)  # SIGHUP: once "serving" is printed
     for target in catalog.targets.values():
         for host, port in catalog.target_portals(target):
             for lun in target.luns:
                 print(f"serving iscsi://{url_host(host)}:{port}/{target.name}/{lun}", flush=True)
     try:
-        observers = await start_observers(server, metrics=metrics, admin_socket=admin_socket)
+        observers = await start_observers(server, metrics=metrics, admin_socket=admin_socket,
+                                          verbs=_admin_verbs(server, reloader, from_file))
     except OSError as exc:
         await server.stop()
         _fail(str(exc))
@@ -274,14 +293,29 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
                 lu.store.close()
 
 
-def _reloader(server: TargetServer, config: object | None) -> Reloader | None:
-    """With --config: SIGHUP re-reads the file (:mod:`pyiscsi.config.reload`)."""
+def _admin_verbs(server: TargetServer, reloader: Reloader | None,
+                 from_file: bool) -> dict[str, Any]:
+    """The admin socket's verbs that change what is served (:mod:`pyiscsi.config.live`)."""
+    from .config.live import Administration
+
+    if reloader is None:
+        return {}
+    file = reloader.config.path if from_file else None
+    return dict(Administration(server, reloader, file=file).verbs())
+
+
+def _reloader(server: TargetServer, config: object | None,
+              from_file: bool = True) -> Reloader | None:
+    """The running config's keeper (admin verbs); with --config, SIGHUP re-reads the file
+    (:mod:`pyiscsi.config.reload`)."""
     from .config.reload import Reloader
     from .config.schema import Config
 
     if not isinstance(config, Config):
         return None
     reloader = Reloader(server, config)
+    if not from_file:
+        return reloader
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[object]] = set()
 

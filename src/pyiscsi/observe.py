@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .admin import AdminServer, default_socket_path
+from .admin import AdminServer, Verb, default_socket_path
 from .metrics import MetricsServer, make_registry, on_loop, serve_metrics
 from .target.server import TargetServer
 from .target.status import snapshot
@@ -37,11 +37,13 @@ class Observers:
 
 
 async def start_observers(server: TargetServer, *, metrics: tuple[str, int] | None,
-                          admin_socket: str | None) -> Observers:
+                          admin_socket: str | None,
+                          verbs: dict[str, Verb] | None = None) -> Observers:
     """Start the metrics endpoint (when asked) and the admin socket (unless ``off``; by
     default at :func:`default_socket_path` of the first portal, and a failure there is a
-    warning). Prints ``metrics URL`` and ``admin PATH`` lines on stdout. Raises OSError
-    when an endpoint that was asked for cannot be started."""
+    warning); ``verbs`` are served there beside ``status``. Prints ``metrics URL`` and
+    ``admin PATH`` lines on stdout. Raises OSError when an endpoint that was asked for
+    cannot be started."""
     catalog = server.catalog
     loop = asyncio.get_running_loop()
 
@@ -62,7 +64,8 @@ async def start_observers(server: TargetServer, *, metrics: tuple[str, int] | No
             explicit = admin_socket is not None
             path = Path(admin_socket) if admin_socket else default_socket_path(
                 *catalog.portals[0])
-            admin = AdminServer(path, {"status": lambda request: {"status": status()}})
+            admin = AdminServer(path, {"status": lambda request: {"status": status()},
+                                       **(verbs or {})})
             try:
                 await admin.start()
             except OSError as exc:

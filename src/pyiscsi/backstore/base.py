@@ -28,6 +28,10 @@ class StoreError(Exception):
         self.ascq = ascq
 
 
+class StoreBusy(ValueError):
+    """The store cannot do this now (I/O in flight uses it): retry later."""
+
+
 class BackingStore(abc.ABC):
     """A LUN's bytes. Offsets and lengths are in bytes; callers keep them block aligned."""
 
@@ -37,6 +41,9 @@ class BackingStore(abc.ABC):
     read_only: bool
     name: str
     """Human-readable identity (path or ``ram``), used in logs and the serial number."""
+
+    grow_needs_quiet = False
+    """Whether :meth:`grow` must not run while store work on a worker uses the store."""
 
     paged = False
     """Whether the store's memory may need work before the loop touches it (a file mapping:
@@ -113,6 +120,20 @@ class BackingStore(abc.ABC):
     def perform(self, op: StoreOp) -> None:
         """Run ``op`` to completion on the calling thread; :class:`StoreError` on failure."""
         _PERFORM[op.kind](self, op)
+
+    def grow(self, size: int) -> None:
+        """Grow the store to ``size`` bytes (the new blocks read as zeros). ValueError when
+        it cannot: a smaller size, one that is not a multiple of the block size, or a store
+        whose size is not its own to change (a block device). Default: cannot."""
+        raise ValueError(f"a {type(self).__name__} cannot grow")
+
+    def _check_growth(self, size: int) -> None:
+        if size <= self.size:
+            raise ValueError(f"{size} bytes is not more than the {self.size} bytes the store "
+                             "has (a LUN only grows)")
+        if size % self.block_size:
+            raise ValueError(f"{size} bytes is not a multiple of the block size "
+                             f"{self.block_size}")
 
     def close(self) -> None:  # noqa: B027
         """Flush and release resources."""

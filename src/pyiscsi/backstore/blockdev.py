@@ -52,6 +52,9 @@ class BlockStore(FileStore):
     _discard = True
     """False once the device said it cannot discard: go straight to BLKZEROOUT."""
 
+    def grow(self, size: int) -> None:
+        raise ValueError(f"{self.path} is a block device: its size is its own")
+
     def _refuse_missing(self, size: int | None, read_only: bool) -> None:
         raise ValueError(f"{self.path} does not exist (a block device cannot be created)")
 

@@ -238,6 +238,28 @@ class FileStore(MappedStore):
         except OSError as exc:
             return exc.errno != errno.ENXIO
 
+    def grow(self, size: int) -> None:
+        """``ftruncate`` the file to ``size`` bytes and map it anew. The old mapping is not
+        unmapped: memoryviews of it held by tasks in flight (data pointer table entries,
+        store work on a worker) keep it alive and still reach the same file pages
+        (MAP_SHARED), and it goes with the last of them."""
+        self._check_growth(size)
+        if self.read_only:
+            raise ValueError(f"{self.path} is a read-only LUN")
+        if self._fd < 0:
+            raise ValueError(f"{self.path} is closed")
+        os.ftruncate(self._fd, size)
+        new = mmap.mmap(self._fd, size, flags=mmap.MAP_SHARED,
+                        prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        extents = bytearray(-(-size // EXTENT))
+        whole = self.size // EXTENT  # a partial last extent now has a hole past it
+        extents[:whole] = self._extents[:whole]
+        self._map, self._view = new, memoryview(new)
+        self._base = ctypes.c_char.from_buffer(new)
+        self._address = ctypes.addressof(self._base)
+        self._extents = extents
+        self.size = size
+
     def close(self) -> None:
         """Flush, then release the mapping and the file descriptor."""
         if self._fd < 0:

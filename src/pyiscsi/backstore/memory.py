@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mmap
 
+from .base import StoreBusy
 from .mapped import PAGE, SYNC_LIMIT, MappedStore
 from .ops import StoreOp, StoreOpKind
 
@@ -18,6 +19,9 @@ _ONES = memoryview(b"\x01" * 65536)
 
 class MemoryStore(MappedStore):
     """``size`` bytes of RAM, ``block_size`` bytes a block, optionally read-only."""
+
+    grow_needs_quiet = True
+    """:meth:`grow` lets go of the view a worker would read through."""
 
     def __init__(self, size: int, block_size: int = 512, read_only: bool = False) -> None:
         if block_size <= 0 or size <= 0 or size % block_size:
@@ -69,6 +73,21 @@ class MemoryStore(MappedStore):
         if not length:
             return False
         return self._pages.find(1, offset // PAGE, (offset + length + PAGE - 1) // PAGE) >= 0
+
+    def grow(self, size: int) -> None:
+        """Grow the mapping in place (``mremap``: the kernel may move it, the bytes stay).
+        Only when nothing holds a view of it: with I/O in flight (a memoryview of the
+        mapping alive in a task) this is a :class:`StoreBusy`; retry when the I/O ended."""
+        self._check_growth(size)
+        self._view.release()
+        try:
+            self._map.resize(size)
+        except BufferError:
+            raise StoreBusy("I/O in flight holds the RAM store's memory") from None
+        finally:
+            self._view = memoryview(self._map)
+        self._pages.extend(bytes((size + PAGE - 1) // PAGE - len(self._pages)))
+        self.size = size
 
     def close(self) -> None:
         """Release the mapping (left to the GC while views of it are still exported)."""

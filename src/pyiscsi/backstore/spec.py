@@ -120,3 +120,25 @@ _OPENERS: dict[str, Callable[[LunSpec], BackingStore]] = {"ram": _open_ram, "fil
 def open_store(spec: LunSpec) -> BackingStore:
     """Open the backing store a :class:`LunSpec` describes."""
     return _OPENERS[spec.kind](spec)
+
+
+def format_size(size: int) -> str:
+    """Bytes as :func:`parse_size` reads them back: the largest unit that divides them."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size and not size % (1 << shift):
+            return f"{size >> shift}{unit}"
+    return str(size)
+
+
+def format_lun_spec(spec: LunSpec) -> str:
+    """The spec text :func:`parse_lun_spec` reads back as ``spec``."""
+    if spec.kind == "ram":
+        assert spec.size is not None
+        text = f"ram:{format_size(spec.size)}"
+    else:
+        text = f"file:{spec.path}"
+        if spec.size is not None:
+            text += f",size={format_size(spec.size)}"
+    if spec.block_size != 512:
+        text += f",bs={spec.block_size}"
+    return text + (",ro" if spec.read_only else "")

@@ -21,7 +21,15 @@ from ..proto.chap import AuthConfig, ChapSecret
 from ..scsi.lun import SERIAL
 from ..target.authconfig import MIN_SECRET, NAME_PREFIXES
 from ..target.catalog import LoginDefaults, Portal, is_wildcard
-from .schema import LIMIT_KEYS, Config, DiscoveryConfig, LunConfig, TargetConfig
+from .schema import (
+    LIMIT_KEYS,
+    LITERAL,
+    Config,
+    DiscoveryConfig,
+    LunConfig,
+    SecretSources,
+    TargetConfig,
+)
 
 T = TypeVar("T")
 MAX_LUN = 16383
@@ -114,6 +122,10 @@ class _Checker:
         self._serials: dict[str, str] = {}
         self._files: dict[str, str] = {}
         self._portals: dict[Portal, str] = {}
+        self._source: str | None = None
+        """Where the last secret read came from (see :data:`.schema.SecretSources`)."""
+        self._sources: dict[str, SecretSources] = {}
+        """The secret sources of each table with ``chap`` (by key path)."""
 
     def fail(self, key: str, message: str) -> None:
         self.issues.append(Issue(key, message))
@@ -240,7 +252,8 @@ class _Checker:
         self.keys(table, "discovery", ("enabled", "chap", "mutual_chap"))
         enabled = self.typed(table.get("enabled", True), "discovery.enabled", bool, "true/false")
         auth = self.auth(table, "discovery")
-        return DiscoveryConfig(enabled=enabled if enabled is not None else True, auth=auth)
+        return DiscoveryConfig(enabled=enabled if enabled is not None else True, auth=auth,
+                               chap_files=self._sources.get("discovery", (None, None)))
 
     # ------------------------------------------------------------------ one target
 
@@ -268,7 +281,8 @@ class _Checker:
         if name is None or portals is None or luns is None:
             return None
         return TargetConfig(name=name, portals=portals, luns=luns, allow=allow, auth=auth,
-                            alias=alias, login=login)
+                            alias=alias, login=login,
+                            chap_files=self._sources.get(key, (None, None)))
 
     def portals(self, value: object, key: str) -> tuple[Portal, ...] | None:
         from ..cli import parse_portal
@@ -418,9 +432,12 @@ class _Checker:
 
     def auth(self, table: dict[str, Any], key: str) -> AuthConfig | None:
         """``chap`` and ``mutual_chap`` of a target or ``[discovery]``."""
+        self._source = None
         chap = self.secret(table["chap"], f"{key}.chap") if "chap" in table else None
+        first, self._source = self._source, None
         mutual = (self.secret(table["mutual_chap"], f"{key}.mutual_chap")
                   if "mutual_chap" in table else None)
+        self._sources[key] = (first, self._source)
         if "mutual_chap" in table and "chap" not in table:
             self.fail(f"{key}.mutual_chap", "mutual CHAP needs chap too")
             return None
@@ -444,6 +461,7 @@ class _Checker:
         secret: str | None = None
         if "secret" in table:
             secret = self.typed(table["secret"], f"{key}.secret", str, "a string")
+            self._source = LITERAL
             if secret is not None and not self.private:
                 mode = stat.S_IMODE(self.path.stat().st_mode)
                 self.fail(f"{key}.secret", f"an inline secret in a file readable by group/"
@@ -453,6 +471,7 @@ class _Checker:
         elif "secret_file" in table:
             where = self.typed(table["secret_file"], f"{key}.secret_file", str, "a path")
             secret = self.read_secret(where, f"{key}.secret_file") if where else None
+            self._source = str((self.base / where).absolute()) if where else None
         else:
             self.fail(key, "needs secret or secret_file")
         if not user or secret is None:
@@ -466,30 +485,81 @@ class _Checker:
         return ChapSecret(user, secret.encode())
 
     def read_secret(self, name: str, key: str) -> str | None:
-        """A secret file: regular, mode 0600 or stricter, UTF-8; one line (a final newline
-        is not part of the secret)."""
-        path = self.base / name
         try:
-            mode = path.stat().st_mode
-            if not stat.S_ISREG(mode):
-                self.fail(key, f"{path} is not a regular file")
-                return None
-            if mode & 0o077:
-                self.fail(key, f"{path} is accessible by group/others (mode "
-                               f"{stat.S_IMODE(mode):04o}): chmod 600 {path}")
-                return None
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            self.fail(key, f"cannot read {path}: {exc.strerror or exc}")
+            return read_secret_file(self.base / name)
+        except ValueError as exc:
+            self.fail(key, str(exc))
             return None
-        except UnicodeDecodeError:
-            self.fail(key, f"{path} is not UTF-8")
-            return None
-        secret = text.removesuffix("\n").removesuffix("\r")
-        if not secret or "\n" in secret:
-            self.fail(key, f"{path} must hold the secret on one line")
-            return None
-        return secret
+
+
+def read_secret_file(path: Path) -> str:
+    """A secret file: regular, mode 0600 or stricter, UTF-8; one line (a final newline
+    is not part of the secret). ValueError says what is wrong (never the secret)."""
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{path} is not a regular file")
+        if mode & 0o077:
+            raise ValueError(f"{path} is accessible by group/others (mode "
+                             f"{stat.S_IMODE(mode):04o}): chmod 600 {path}")
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8") from None
+    secret = text.removesuffix("\n").removesuffix("\r")
+    if not secret or "\n" in secret:
+        raise ValueError(f"{path} must hold the secret on one line")
+    return secret
+
+
+def check_secret(user: str, secret: str) -> ChapSecret:
+    """A CHAP user and secret as the file takes them (ValueError otherwise)."""
+    if not user:
+        raise ValueError("empty CHAP user")
+    if len(secret.encode()) < MIN_SECRET:
+        raise ValueError(f"the secret of user {user!r} is shorter than {MIN_SECRET} characters")
+    return ChapSecret(user, secret.encode())
+
+
+def _seeded(base: Path, running: Config) -> _Checker:
+    """A checker for one more target or LUN of ``running``: relative paths are taken from
+    ``base``; files, serials and portals already served are known (no clash)."""
+    checker = _Checker(base / "(request)", private=True)
+    for target in running.targets:
+        for lun in target.luns:
+            where = f"LUN {lun.id} of {target.name}"
+            if lun.spec.path is not None:
+                checker._files[os.path.realpath(lun.spec.path)] = where
+            if lun.serial is not None:
+                checker._serials[lun.serial] = where
+        for portal in target.portals:
+            checker._portals.setdefault(portal, f"a portal of {target.name}")
+    return checker
+
+
+def check_target(table: dict[str, Any], base: Path, running: Config) -> TargetConfig:
+    """One more ``[[target]]`` table for ``running`` (``pyiscsi admin add-target``):
+    :class:`ConfigError` lists what is wrong."""
+    checker = _seeded(base, running)
+    target = checker.target(table, "target")
+    if target is not None and running.target(target.name) is not None:
+        checker.fail("target.name", f"target {target.name} exists")
+    if target is not None:
+        checker.burst_check([target], dict(running.limits))
+    if checker.issues or target is None:
+        raise ConfigError("request", checker.issues)
+    return target
+
+
+def check_lun(table: dict[str, Any], target: str, base: Path, running: Config) -> LunConfig:
+    """One more LUN (a ``[[target.lun]]`` table: ``id``, ``spec``, ``serial``) of target
+    ``target`` of ``running``: :class:`ConfigError` lists what is wrong."""
+    checker = _seeded(base, running)
+    lun = checker.lun(table, "lun", None, target)
+    if checker.issues or lun is None:
+        raise ConfigError("request", checker.issues)
+    return lun
 
 
 def _join(key: str, name: str) -> str:
@@ -501,3 +571,12 @@ def _kind(value: object) -> str:
                               float: "a number", list: "an array", dict: "a table"}
     return kinds.get(type(value), type(value).__name__)
 
+
+
+def check_name(value: object, what: str = "initiator name") -> str:
+    """An iSCSI name (``iqn.``, ``eui.``, ``naa.``) as the file takes it."""
+    checker = _Checker(Path("request"), private=True)
+    name = checker.name(value, what.replace(" ", "_"), what)
+    if checker.issues or name is None:
+        raise ConfigError("request", checker.issues)
+    return name

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -115,25 +116,37 @@ class Reloader:
 
     async def reload(self) -> Changes | None:
         """Re-read the file and apply it; None (and the error logged) when it is refused."""
+        try:
+            changes = await self.change(lambda running: load_config(running.path))
+        except ConfigError as exc:
+            log.error("reload refused, the running configuration stays:\n%s", exc)
+            return None
+        except (OSError, ValueError) as exc:
+            log.error("reload refused, the running configuration stays: %s",
+                      getattr(exc, "strerror", None) or exc)
+            return None
+        if changes.limits:
+            log.warning("%s: [limits] changes take effect at the next start",
+                        self.config.path)
+        log.info("reloaded %s: %s", self.config.path, changes.summary())
+        return changes
+
+    async def change(self, edit: Callable[[Config], Config]) -> Changes:
+        """Serve ``edit(running config)`` instead of the running config (one change at a
+        time: a reload or an admin verb). ``edit`` raising, or the changes failing to
+        apply (:meth:`apply`), leaves everything as it was and raises."""
         async with self._lock:
-            try:
-                new = load_config(self.config.path)
-            except ConfigError as exc:
-                log.error("reload refused, the running configuration stays:\n%s", exc)
-                return None
+            new = edit(self.config)
             changes = plan(self.config, new)
-            if changes.limits:
-                log.warning("%s: [limits] changes take effect at the next start",
-                            new.path)
-            try:
-                await self.apply(changes)
-            except (OSError, ValueError) as exc:
-                log.error("reload refused, the running configuration stays: %s",
-                          getattr(exc, "strerror", None) or exc)
-                return None
+            await self.apply(changes)
             self.config = new
-            log.info("reloaded %s: %s", new.path, changes.summary())
             return changes
+
+    async def update(self, edit: Callable[[Config], Config]) -> None:
+        """Record a change already made to what is served (a LUN grown) in the running
+        config, after the changes in progress."""
+        async with self._lock:
+            self.config = edit(self.config)
 
     async def apply(self, changes: Changes) -> None:
         """Open what is new (stores, then listeners); if anything fails, close it again and
@@ -206,11 +219,15 @@ class Reloader:
             log.exception("closing the store of removed LUN %d of %s", lu.number,
                           lu.target_name)
 
+    async def settle(self) -> None:
+        """Wait for removed LUs' stores to be closed (their aborted tasks' store work ended:
+        nothing more is written to them)."""
+        if self._retiring:
+            await asyncio.gather(*list(self._retiring), return_exceptions=True)
+
     async def close(self) -> None:
         """Wait for removed LUs' stores to be closed (before the server's own shutdown)."""
-        if self._retiring:
-            await asyncio.gather(*self._retiring, return_exceptions=True)
-
+        await self.settle()
 
 def _show(portal: Portal) -> str:
     host, port = portal

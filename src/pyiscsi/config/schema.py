@@ -14,6 +14,14 @@ from ..backstore.spec import LunSpec
 from ..proto.chap import AuthConfig
 from ..target.catalog import Limits, LoginDefaults, Portal
 
+LITERAL = ""
+"""In :attr:`TargetConfig.chap_files`: the secret was written in the file itself."""
+SecretSources = tuple[str | None, str | None]
+"""Where the ``chap`` and ``mutual_chap`` secrets came from: the absolute path of their
+``secret_file``, :data:`LITERAL` (``secret = "..."`` in the loaded file), or None (given to
+the running server: ``pyiscsi admin set-chap`` from stdin). ``pyiscsi admin save`` writes a
+file reference, a literal only where it was one."""
+
 
 @dataclass(frozen=True, slots=True)
 class LunConfig:
@@ -45,6 +53,7 @@ class TargetConfig:
     auth: AuthConfig | None = None
     alias: str = ""
     login: LoginDefaults = field(default_factory=LoginDefaults)
+    chap_files: SecretSources = field(default=(None, None), compare=False)
 
     def lun(self, number: int) -> LunConfig | None:
         return next((lun for lun in self.luns if lun.id == number), None)
@@ -57,6 +66,7 @@ class DiscoveryConfig:
 
     enabled: bool = True
     auth: AuthConfig | None = None
+    chap_files: SecretSources = field(default=(None, None), compare=False)
 
 
 LIMIT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Limits))

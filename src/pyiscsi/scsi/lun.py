@@ -20,6 +20,7 @@ from .busy import BusyRanges
 from .iostats import IoStats
 from .reservations import Reservations
 from .sanitize import SanitizeState
+from .sense import Asc
 from .task import Nexus
 from .unit_attention import ResetKind, UnitAttentions
 
@@ -133,6 +134,17 @@ class LogicalUnit:
         """LOGICAL UNIT RESET (``"lun"``), TARGET WARM/COLD RESET (``"warm"``/``"cold"``):
         RESERVE (6) reservations are released, persistent ones survive (SAM-5 §6.3)."""
         self.reservations.reset(kind)
+
+    def grow(self, size: int) -> None:
+        """Grow the store to ``size`` bytes: READ CAPACITY reports it at once, and every
+        I_T nexus that knows the LU gets UNIT ATTENTION CAPACITY DATA HAS CHANGED (SPC-4
+        §5.14, 2Ah/09h). ValueError when the store cannot (:meth:`BackingStore.grow`)."""
+        if self.sanitize.running():
+            raise ValueError("a SANITIZE is in progress")
+        self.store.grow(size)
+        self.blocks = self.store.size // self.block_size
+        change = Asc.CAPACITY_DATA_HAS_CHANGED
+        self.attentions.establish(change.asc, change.ascq)
 
     @property
     def read_only(self) -> bool:

@@ -60,6 +60,8 @@ Buffer = bytes | bytearray | memoryview
 
 _SENSE_LEN = 2
 _LOGIN_DATA_LIMIT = 8192
+LOGOUT_GRACE = 5.0
+"""Seconds past an asked logout's deadline before the connection is dropped."""
 """MaxRecvDataSegmentLength during login (RFC 7143 §13.12: the default until negotiated)."""
 
 
@@ -139,6 +141,9 @@ class TargetConnection:
         self._ping_sent = 0.0
         self._ping_ttt = 0
         self._on_close = on_close
+        self._logout_deadline = 0.0
+        """When an initiator asked to log out (:meth:`request_logout`) is dropped; 0: not
+        asked."""
         self.io: dict[int, IoStats] = {}
         """Figures of the commands answered on this connection, by LUN (see :meth:`close`)."""
 
@@ -155,6 +160,10 @@ class TargetConnection:
         part of a PDU for ``partial_pdu_timeout`` seconds."""
         if not self._last_rx:
             self._last_rx = now
+        if self._logout_deadline and now >= self._logout_deadline:
+            self.log.info("peer %s did not log out when asked: dropping it", self.peer)
+            self.dead = True
+            return
         idle = now - self._last_rx
         if (self.partial_pdu_timeout and idle >= self.partial_pdu_timeout
                 and self.receiver.mid_pdu and self.phase is not Phase.CLOSED):
@@ -842,6 +851,17 @@ class TargetConnection:
                                     expcmdsn=exp, maxcmdsn=mx, time2wait=0, time2retain=0))
         if response == LogoutResponse.SUCCESS:
             self.close_after_send = True
+
+    def request_logout(self, within: int, now: float) -> None:
+        """Ask the initiator to log out (Async Message, AsyncEvent 1, RFC 7143 §11.9.1): it
+        must within Parameter3 = ``within`` seconds; :meth:`tick` drops the connection
+        :data:`LOGOUT_GRACE` seconds after that. The transport must flush (``poke``)."""
+        if self.phase is not Phase.FULL_FEATURE:
+            raise ValueError(f"connection {self.number} is not in full feature phase")
+        exp, mx = self._window()
+        self._send(P.AsyncMessage(event=1, param3=within, statsn=self._next_statsn(),
+                                  expcmdsn=exp, maxcmdsn=mx))
+        self._logout_deadline = now + within + LOGOUT_GRACE
 
     # ------------------------------------------------------------------ login
 

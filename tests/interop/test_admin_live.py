@@ -8,7 +8,6 @@ import asyncio
 import os
 import re
 import socket
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -17,27 +16,15 @@ from pyiscsi.admin import request
 from pyiscsi.initiator.client import Session
 
 from .conftest import IQN, require, start_server, stop_server
+from .test_config import report_luns, sense
 
 TUR = bytes(6)
-REPORT_LUNS = struct.pack(">BxxxxxIxx", 0xA0, 4096)
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def admin(sock: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pyiscsi.cli", "admin", "--socket", str(sock),
                            *args], capture_output=True, text=True, input=input, timeout=60)
-
-
-async def sense(session: Session, lun: int) -> tuple[int, int, int] | None:
-    out = await session.execute(TUR, lun=lun, check=False)
-    return None if out.status == 0 else (out.sense[2] & 0x0F, out.sense[12], out.sense[13])
-
-
-async def report_luns(session: Session) -> list[int]:
-    buf = bytearray(4096)
-    await session.execute(REPORT_LUNS, data_in=buf)
-    n = int.from_bytes(buf[:4], "big") // 8
-    return [int.from_bytes(buf[8 + 8 * i:10 + 8 * i], "big") & 0x3FFF for i in range(n)]
 
 
 def libiscsi_luns(port: int) -> list[int]:

@@ -78,7 +78,9 @@ def test_admin_socket_of_a_running_server(tmp_path: Path) -> None:
         assert answer["ok"] is True
         assert answer["status"]["targets"][0]["luns"][0]["bytes"] == 16 << 20
         assert request(path, "frobnicate") == {
-            "ok": False, "error": "unknown verb 'frobnicate' (known: status)"}
+            "ok": False, "error": "unknown verb 'frobnicate' (known: add-acl, add-lun, "
+            "add-target, logout-session, remove-acl, remove-lun, remove-target, resize-lun, "
+            "save, set-chap, status)"}
     finally:
         assert stop_server(srv) == 0
     assert not path.exists()

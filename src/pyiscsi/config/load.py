@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from ..backstore.spec import LunSpec, parse_lun_spec
 from ..proto.chap import AuthConfig, ChapSecret
 from ..scsi.lun import SERIAL
-from ..target.authconfig import MIN_SECRET, NAME_PREFIXES
+from ..target.authconfig import MIN_SECRET, NAME_PREFIXES, read_private
 from ..target.catalog import LoginDefaults, Portal, is_wildcard
 from .schema import (
     LIMIT_KEYS,
@@ -495,19 +495,7 @@ class _Checker:
 def read_secret_file(path: Path) -> str:
     """A secret file: regular, mode 0600 or stricter, UTF-8; one line (a final newline
     is not part of the secret). ValueError says what is wrong (never the secret)."""
-    try:
-        mode = path.stat().st_mode
-        if not stat.S_ISREG(mode):
-            raise ValueError(f"{path} is not a regular file")
-        if mode & 0o077:
-            raise ValueError(f"{path} is accessible by group/others (mode "
-                             f"{stat.S_IMODE(mode):04o}): chmod 600 {path}")
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8") from None
-    secret = text.removesuffix("\n").removesuffix("\r")
+    secret = read_private(path).removesuffix("\n").removesuffix("\r")
     if not secret or "\n" in secret:
         raise ValueError(f"{path} must hold the secret on one line")
     return secret

@@ -40,22 +40,29 @@ class _Raw:
 _FILE_KEYS = {"chap": "chap", "mutual-chap": "mutual"}
 
 
+def read_private(path: Path, label: str = "") -> str:
+    """The UTF-8 text of a regular file not accessible by group or others (mode 0600 or
+    stricter): an auth file, a secret file. ValueError says what is wrong, naming the file
+    as ``label`` + path (never its content)."""
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{label}{path} is not a regular file")
+        if mode & 0o077:
+            raise ValueError(f"{label}{path} is accessible by group/others (mode "
+                             f"{stat.S_IMODE(mode):04o}): chmod 600 {path}")
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {label}{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{label}{path} is not UTF-8") from None
+
+
 def read_auth_file(path: str | os.PathLike[str]) -> _Raw:
     """Lines ``chap=USER:SECRET``, ``mutual-chap=USER:SECRET``, ``allow=IQN``; ``#`` comments.
     The file must not be accessible by group or others (mode 0600 or stricter)."""
     p = Path(path)
-    try:
-        mode = p.stat().st_mode
-        if not stat.S_ISREG(mode):
-            raise ValueError(f"auth file {p} is not a regular file")
-        if mode & 0o077:
-            raise ValueError(f"auth file {p} is accessible by group/others "
-                             f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {p}")
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"cannot read auth file {p}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"auth file {p} is not UTF-8") from None
+    text = read_private(p, "auth file ")
     raw = _Raw()
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()

@@ -22,7 +22,6 @@ initiator input into PDUs (:func:`split_input`), both plain RFC 7143 §11 framin
 from __future__ import annotations
 
 import bisect
-import contextlib
 import ctypes
 import itertools
 import math
@@ -412,13 +411,14 @@ class PlacementRecorder:
         self.size = store_view.nbytes
         self.allocations: list[Allocation] = []
         self.plans: list[Plan] = []
-        self.opcodes: list[int] = []
+        self.executed: list[tuple[int, Plan | None]] = []
+        """Every command the SCSI layer ran: its opcode and its Data-Out plan, if any."""
         self._undo: list[Callable[[], None]] = []
 
     def reset(self) -> None:
         self.allocations.clear()
         self.plans.clear()
-        self.opcodes.clear()
+        self.executed.clear()
 
     def store_offset(self, view: memoryview) -> int | None:
         addr = address(view)
@@ -442,11 +442,12 @@ class PlacementRecorder:
 
         def recording_execute(lu: Any, request: Any) -> Any:
             outcome = execute(lu, request)
-            recorder.opcodes.append(request.cdb[0])
+            plan = None
             if isinstance(outcome, DataOutPlan):
-                recorder.plans.append(Plan(request.task_tag, request.cdb[0],
-                                           recorder.store_offset(outcome.buffer),
-                                           outcome.length))
+                plan = Plan(request.task_tag, request.cdb[0],
+                            recorder.store_offset(outcome.buffer), outcome.length)
+                recorder.plans.append(plan)
+            recorder.executed.append((request.cdb[0], plan))
             return outcome
 
         DataPointerTable.allocate = recording_allocate  # type: ignore[method-assign]
@@ -477,6 +478,12 @@ class PlacementRecorder:
                     ranges.add(p.store_start + a.offset, p.store_start + hi)
         return ranges
 
+    def unexplained(self) -> list[int]:
+        """Opcodes run that may change the LU's data other than by direct placement."""
+        return [op for op, plan in self.executed
+                if op not in STORE_NEUTRAL_OPCODES
+                and (plan is None or plan.store_start is None)]
+
 
 STORE_NEUTRAL_OPCODES = frozenset({
     0x00, 0x03, 0x08, 0x12, 0x15, 0x16, 0x17, 0x1A, 0x1B, 0x1E, 0x25, 0x28, 0x2F, 0x34, 0x35,
@@ -489,7 +496,40 @@ anything else (WRITE SAME, UNMAP, SANITIZE, COMPARE AND WRITE, EXTENDED COPY, st
 writes...) changes data by its own rules, outside this oracle."""
 
 
-@contextlib.contextmanager
-def recording(store_view: memoryview) -> Iterator[PlacementRecorder]:
-    with PlacementRecorder(store_view) as recorder:
-        yield recorder
+def sent_writes(recorder: PlacementRecorder, stream: bytes) -> list[Write]:
+    """What a raw initiator stream sent towards the store, as may-writes: each data segment
+    (immediate data at offset 0, a Data-Out at its BufferOffset) placed where the plans of
+    its ITT put that command's bytes, clipped to the store ranges the target solicited."""
+    solicited = recorder.solicited()
+    plans: dict[int, list[Plan]] = {}
+    for p in recorder.plans:
+        if p.store_start is not None:
+            plans.setdefault(p.itt, []).append(p)
+    writes = []
+    for i, item in enumerate(split_input(stream)):
+        pdu = item.pdu
+        if isinstance(pdu, P.DataOut):
+            offset = pdu.buffer_offset
+        elif isinstance(pdu, P.ScsiCommand):
+            offset = 0
+        else:
+            continue
+        if not item.payload:
+            continue
+        for plan in plans.get(pdu.itt, ()):
+            assert plan.store_start is not None
+            lo = plan.store_start + offset
+            hi = min(lo + len(item.payload), plan.store_start + plan.length)
+            for a, b in solicited.clip(lo, hi):
+                writes.append(Write(a, item.payload[a - lo:b - lo], must=False,
+                                    label=f"pdu{i}"))
+    return writes
+
+
+def check_placements(model: StoreModel, store: Buffer, recorder: PlacementRecorder,
+                     stream: bytes) -> str | None:
+    """The oracle for arbitrary input: the store differs from ``model`` only where the target
+    solicited bytes and ``stream`` sent them for the command that owned them (None: OK).
+    Only meaningful when :meth:`PlacementRecorder.unexplained` is empty and the stream has no
+    digests."""
+    return check_store(model, store, sent_writes(recorder, stream))

@@ -20,6 +20,9 @@ answer them).
 
     python fuzz/target_receive.py -atheris_runs=200000        # long local run
     python fuzz/target_receive.py -runs=20000 -max_len=4096   # short (CI-sized)
+
+Without a corpus directory argument a throwaway one is used; an empty corpus directory is
+first filled with a few valid write conversations (:func:`seeds`).
 """
 
 from __future__ import annotations
@@ -159,13 +162,16 @@ def main() -> None:
             report()
 
     argv = list(sys.argv)
-    if not [a for a in argv[1:] if not a.startswith("-")]:
+    corpora = [a for a in argv[1:] if not a.startswith("-")]
+    if not corpora:
         # No corpus given: a throwaway one holding the seeds (libFuzzer writes new inputs
         # into the first corpus directory; nothing lands in the repository).
-        corpus = tempfile.mkdtemp(prefix="pyiscsi-fuzz-")
+        corpora = [tempfile.mkdtemp(prefix="pyiscsi-fuzz-")]
+        argv.append(corpora[0])
+    first = Path(corpora[0])
+    if first.is_dir() and not any(first.iterdir()):  # an empty corpus starts from the seeds
         for name, seed in seeds().items():
-            Path(corpus, name).write_bytes(seed)
-        argv.append(corpus)
+            (first / name).write_bytes(seed)
     atheris.Setup(argv, test_one)
     RECORDER.__enter__()
     atheris.Fuzz()

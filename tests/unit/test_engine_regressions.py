@@ -1,0 +1,210 @@
+"""Minimal reproducers of engine bugs the model oracle found (tests/oracle.py,
+tests/property/test_target_oracle_props.py). Each fails on today's engine and is marked
+``xfail(strict=True)``: once the engine is fixed the test passes, strict xfail turns that into
+a failure, and the marker (and the matching ``BUG_SCENARIOS`` entry of the property test)
+must go.
+
+Every scenario is a logged-in session (ImmediateData=Yes, InitialR2T=No as pair.py
+negotiates) on a 1 MiB RAM LUN; the PDUs are spelled out in each test.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from pyiscsi.proto import pdu as P
+from pyiscsi.proto.errors import ProtocolError
+from pyiscsi.proto.framing import frame
+from pyiscsi.proto.wire import RejectReason, TmfFunction, TmfResponse
+from pyiscsi.target.connection import TargetConnection
+
+from ..pair import Initiator, Reply, drain, feed, make_catalog, wire
+
+SIZE = 1 << 20
+
+
+def write10(lba: int, blocks: int) -> bytes:
+    return struct.pack(">BBIBHB", 0x2A, 0, lba, 0, blocks, 0).ljust(16, b"\0")
+
+
+TUR = bytes(16)
+
+
+def setup(**login: object) -> tuple[TargetConnection, Initiator, memoryview]:
+    catalog = make_catalog(size=SIZE)
+    conn = TargetConnection(catalog, "regression")
+    ini = Initiator(conn)
+    ini.login(**login)
+    conn.take_output()
+    store = catalog.targets[next(iter(catalog.targets))].luns[0].store
+    return conn, ini, store.view(0, SIZE)  # type: ignore[attr-defined]
+
+
+def window(conn: TargetConnection) -> int:
+    s = conn.session
+    assert s is not None
+    return (s.maxcmdsn - s.expcmdsn + 1) & 0xFFFFFFFF
+
+
+def depth(conn: TargetConnection) -> int:
+    return conn.catalog.limits.queue_depth
+
+
+def answer_r2ts(conn: TargetConnection, replies: list[Reply], fill: int = 0xBB) -> list[Reply]:
+    """Send the Data-Out burst every R2T in ``replies`` asks for; return what came back."""
+    out: list[Reply] = []
+    for r in replies:
+        if isinstance(r.pdu, P.R2T):
+            n = r.pdu.desired_length
+            feed(conn, wire(P.DataOut(itt=r.pdu.itt, ttt=r.pdu.ttt, lun=r.pdu.lun,
+                                      buffer_offset=r.pdu.buffer_offset, data_length=n,
+                                      final=True), bytes([fill]) * n))
+            out += drain(conn)
+    return out
+
+
+@pytest.mark.xfail(strict=True, reason="immediate data beyond the EDTL: Reject, but the task "
+                   "stays, its ITT stays busy and the command window shrinks")
+def test_immediate_data_beyond_edtl_is_rejected_without_leftovers() -> None:
+    """WRITE(10) LBA 0, 1 block, EDTL 512, F=1, 1024 bytes of immediate data."""
+    conn, ini, _ = setup()
+    cmd = ini.command(write10(0, 1), edtl=512, write=True, immediate_data=b"\xaa" * 1024,
+                      itt=0x10)
+    (reply,) = drain(conn)
+    assert isinstance(reply.pdu, P.Reject) and reply.pdu.reason == RejectReason.PROTOCOL_ERROR
+    assert reply.data[:48] == cmd.encode()
+    assert not conn.tasks
+    assert len(conn.table) == 0
+    assert window(conn) == depth(conn)
+    # The ITT is free again: a new command with it is not refused as 'task in progress'.
+    ini.command(TUR, itt=0x10)
+    (answer,) = drain(conn)
+    assert isinstance(answer.pdu, P.ScsiResponse) and answer.pdu.itt == 0x10
+
+
+@pytest.mark.xfail(strict=True, reason="a full data pointer table stalls a write forever: "
+                   "nothing retries the R2T when an entry frees up")
+def test_write_waiting_for_a_table_entry_resumes_when_one_frees() -> None:
+    """Table capacity 1 (reachable by default only with larger queue_depth or
+    MaxOutstandingR2T limits): WRITE(10) A (ITT 0x10, LBA 0, 1 block, no data) takes the
+    only entry for its R2T; WRITE(10) B (ITT 0x11, LBA 8, 1 block, no data) gets no R2T;
+    A's Data-Out frees the entry, A is answered GOOD, and B must now get its R2T."""
+    conn, ini, _ = setup()
+    conn.table.capacity = 1
+    ini.command(write10(0, 1), edtl=512, write=True, itt=0x10)
+    ini.command(write10(8, 1), edtl=512, write=True, itt=0x11)
+    first = drain(conn)
+    assert [type(r.pdu) for r in first] == [P.R2T]
+    after = answer_r2ts(conn, first)
+    assert any(isinstance(r.pdu, P.ScsiResponse) and r.pdu.itt == 0x10 for r in after)
+    assert any(isinstance(r.pdu, P.R2T) and r.pdu.itt == 0x11 for r in after), \
+        "WRITE B never gets an R2T: it waits forever"
+
+
+@pytest.mark.xfail(strict=True, raises=MemoryError, reason="a full data pointer table: "
+                   "MemoryError escapes advance() when a command's unsolicited data cannot "
+                   "get an entry")
+def test_full_table_refuses_unsolicited_data_cleanly() -> None:
+    """Table capacity 1: WRITE(10) A (ITT 0x10, 1 block, no data) takes the only entry;
+    WRITE(10) B (ITT 0x11, LBA 8, 1 block, EDTL 512) with 512 bytes of immediate data must be
+    refused (Reject, CHECK CONDITION or a ProtocolError close), not crash the engine."""
+    conn, ini, _ = setup()
+    conn.table.capacity = 1
+    ini.command(write10(0, 1), edtl=512, write=True, itt=0x10)
+    try:
+        ini.command(write10(8, 1), edtl=512, write=True, itt=0x11,
+                    immediate_data=b"\xaa" * 512)
+    except ProtocolError:
+        return
+
+
+@pytest.mark.xfail(strict=True, reason="ABORT TASK of a command queued behind a CmdSN gap "
+                   "answers 'function complete', yet the command runs later: its data lands "
+                   "and it is answered")
+def test_abort_of_a_command_queued_behind_a_gap_really_aborts_it() -> None:
+    """CmdSN n: WRITE(10) ITT 0x10 LBA 0 x1, no data (R2T outstanding). CmdSN n+1: TEST UNIT
+    READY reusing ITT 0x10 -> Reject 0x07, CmdSN n+1 not consumed (a gap). CmdSN n+2: WRITE(10)
+    ITT 0x11 LBA 8 x1, EDTL 512, 512 bytes 0xAA immediate (queued behind the gap). ABORT TASK
+    (immediate, CmdSN n+3) RefTaskTag 0x11 RefCmdSN n+2 -> 'function complete'. NOP-Out CmdSN
+    n+1 plugs the gap: today WRITE 0x11 then runs, stores its 0xAA and is answered GOOD."""
+    conn, ini, store = setup()
+    n = ini.cmdsn
+    before = bytes(store[8 * 512:9 * 512])
+    feed(conn, wire(P.ScsiCommand(itt=0x10, cdb=write10(0, 1), expected_length=512, cmdsn=n,
+                                  write=True)))
+    feed(conn, wire(P.ScsiCommand(itt=0x10, cdb=TUR, cmdsn=n + 1)))
+    feed(conn, wire(P.ScsiCommand(itt=0x11, cdb=write10(8, 1), expected_length=512,
+                                  cmdsn=n + 2, write=True, data_length=512), b"\xaa" * 512))
+    feed(conn, wire(P.TaskMgmtRequest(itt=0x20, function=TmfFunction.ABORT_TASK,
+                                      referenced_tag=0x11, cmdsn=n + 3, refcmdsn=n + 2)))
+    replies = drain(conn)
+    assert [type(r.pdu) for r in replies] == [P.R2T, P.Reject, P.TaskMgmtResponse]
+    assert replies[1].pdu.reason == RejectReason.TASK_IN_PROGRESS  # type: ignore[attr-defined]
+    assert replies[2].pdu.response == TmfResponse.FUNCTION_COMPLETE  # type: ignore[attr-defined]
+    feed(conn, wire(P.NopOut(itt=0x21, cmdsn=n + 1, immediate=False)))
+    later = drain(conn)
+    later += answer_r2ts(conn, replies)
+    landed = bytes(store[8 * 512:9 * 512]) != before
+    assert not [r for r in later if isinstance(r.pdu, P.ScsiResponse) and r.pdu.itt == 0x11], \
+        f"the aborted WRITE was answered (its data landed: {landed})"
+    assert bytes(store[8 * 512:9 * 512]) == before, "the aborted WRITE's data landed"
+    assert not conn.tasks and len(conn.table) == 0
+    assert window(conn) == depth(conn)
+
+
+@pytest.mark.xfail(strict=True, reason="two commands queued behind a CmdSN gap with the same "
+                   "ITT: the second overwrites the first in conn.tasks; the orphan leaks a "
+                   "command-window slot for good")
+def test_duplicate_itt_among_queued_commands_leaves_nothing_behind() -> None:
+    """CmdSN n: WRITE(10) ITT 0x10 LBA 0 x1 (R2T). CmdSN n+1: TEST UNIT READY ITT 0x10 ->
+    Reject 0x07 (gap at n+1). CmdSN n+2: WRITE(10) ITT 0x11 LBA 8 x1, no data (queued).
+    CmdSN n+3: TEST UNIT READY reusing ITT 0x11 (queued too, not refused). NOP-Out CmdSN n+1
+    plugs the gap; every R2T is answered. All commands end, yet the window stays one short."""
+    conn, ini, _ = setup()
+    n = ini.cmdsn
+    feed(conn, wire(P.ScsiCommand(itt=0x10, cdb=write10(0, 1), expected_length=512, cmdsn=n,
+                                  write=True)))
+    feed(conn, wire(P.ScsiCommand(itt=0x10, cdb=TUR, cmdsn=n + 1)))
+    feed(conn, wire(P.ScsiCommand(itt=0x11, cdb=write10(8, 1), expected_length=512,
+                                  cmdsn=n + 2, write=True)))
+    feed(conn, wire(P.ScsiCommand(itt=0x11, cdb=TUR, cmdsn=n + 3)))
+    replies = drain(conn)
+    feed(conn, wire(P.NopOut(itt=0x21, cmdsn=n + 1, immediate=False)))
+    replies += drain(conn)
+    answer_r2ts(conn, replies)
+    assert not conn.tasks and len(conn.table) == 0
+    assert window(conn) == depth(conn)
+
+
+@pytest.mark.xfail(strict=True, reason="a SCSI command whose immediate data fails its data "
+                   "digest is Rejected (0x02) yet executed: CmdSN consumed, CHECK CONDITION "
+                   "sent, and the initiator's retry (same CmdSN) is silently dropped")
+def test_command_with_a_bad_data_digest_is_discarded() -> None:
+    """DataDigest=CRC32C. CmdSN n: WRITE(10) ITT 0x10 LBA 0 x1, EDTL 512, F=1, 512 bytes 0xAA
+    immediate, the last payload byte flipped after the CRC32C was computed. RFC 7143 §7.8:
+    Reject 0x02 and discard the command (a non-data PDU); its immediate data is recovered
+    when the initiator retries it. The retry (same ITT and CmdSN, good digest) must be
+    answered."""
+    conn, ini, store = setup(data_digest=("CRC32C",))
+    n = ini.cmdsn
+    cmd = P.ScsiCommand(itt=0x10, cdb=write10(0, 1), expected_length=512, cmdsn=n,
+                        write=True, data_length=512)
+    good = b"".join(bytes(b) for b in frame(cmd.encode(), b"\xaa" * 512, data_digest=True))
+    bad = bytearray(good)
+    bad[48 + 511] ^= 0x01
+    feed(conn, bytes(bad))
+    out, _ = conn.take_output()
+    stream = b"".join(bytes(b) for b in out)
+    reject = P.decode_bhs(stream[:48])
+    assert isinstance(reject, P.Reject) and reject.reason == RejectReason.DATA_DIGEST_ERROR
+    assert len(stream) == 48 + 48 + 4, "more than the Reject was sent"
+    assert store[511] != 0xAA ^ 0x01
+    feed(conn, good)  # the retry
+    out, _ = conn.take_output()
+    stream = b"".join(bytes(b) for b in out)
+    assert stream, "the retried command was dropped"
+    answer = P.decode_bhs(stream[:48])
+    assert isinstance(answer, P.ScsiResponse) and answer.itt == 0x10 and answer.status == 0
+    assert bytes(store[:512]) == b"\xaa" * 512

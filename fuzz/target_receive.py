@@ -41,7 +41,7 @@ with atheris.instrument_imports():
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.oracle import PlacementRecorder, StoreModel, check_placements
-from tests.pair import Initiator, feed, make_catalog, wire
+from tests.pair import Initiator, feed, make_catalog, run_store_work, wire
 
 SIZE = 1 << 20
 CATALOG = make_catalog(size=SIZE)
@@ -78,6 +78,8 @@ def one_input(data: bytes) -> None:
             feed(conn, body, chunk)
         except ProtocolError:
             STATS["protocol_errors"] += 1
+        else:
+            run_store_work(conn)  # as the transport would: store requests, loop turns
         out, _ = conn.take_output()
         if sum(len(b) for b in out) > MAX_OUTPUT:
             raise AssertionError("unbounded output")

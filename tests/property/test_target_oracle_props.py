@@ -51,7 +51,7 @@ from ..oracle import (
     check_store,
     decode_output,
 )
-from ..pair import Initiator, make_catalog
+from ..pair import Initiator, make_catalog, run_store_work
 
 LUN_SIZE = 64 << 10
 BLOCK = 512
@@ -63,8 +63,13 @@ immediate data beyond the EDTL, a small data pointer table, ABORT TASK of a comm
 behind a CmdSN gap, a duplicated ITT among commands queued behind a gap, immediate data with
 a wrong data digest."""
 _known = os.environ.get("ORACLE_KNOWN_BUGS", "")
+OPEN_QUESTIONS = frozenset({"cmd_digest"})
+"""Scenarios whose right answer is still an open reading of the RFC (see the xfail in
+tests/unit/test_engine_regressions.py): generated only on request."""
 KNOWN_BUGS = frozenset(BUG_SCENARIOS if _known in ("1", "all") else
-                       (s for s in _known.split(",") if s in BUG_SCENARIOS))
+                       (s for s in _known.split(",") if s in BUG_SCENARIOS)
+                       ) | (frozenset(BUG_SCENARIOS) - OPEN_QUESTIONS)
+"""The scenarios generated: the bugs of the old engine are fixed, so they are on."""
 MAX_STEPS = 60
 CONNECTION_NUMBER = 0xFE01
 """High: the registry hands out numbers from 1 up, other tests' connections stay clear."""
@@ -127,6 +132,13 @@ class Driver:
 
     def __post_init__(self) -> None:
         self.catalog = make_catalog(size=LUN_SIZE)
+        if self.cfg.table_capacity is not None:
+            # a table with room for ``table_capacity`` R2T entries: one unsolicited entry per
+            # task the window allows stays free on top (the engine's reserve)
+            limits = self.catalog.limits
+            limits.queue_depth, limits.immediate_commands = 4, 2
+            limits.table_entries = limits.queue_depth + limits.immediate_commands + 1 + \
+                self.cfg.table_capacity
         lu = next(iter(self.catalog.targets.values())).luns[0]
         self.store = lu.store
         self.store_view = self.store.view(0, LUN_SIZE)  # type: ignore[attr-defined]
@@ -137,8 +149,6 @@ class Driver:
             self.conn = TargetConnection(self.catalog, "oracle", number=CONNECTION_NUMBER)
         except ValueError:  # taken (a connection leaked by another test): any number will do
             self.conn = TargetConnection(self.catalog, "oracle")
-        if self.cfg.table_capacity is not None:
-            self.conn.table.capacity = self.cfg.table_capacity
         ini = Initiator(self.conn)
         done = ini.login(initial_r2t=self.cfg.initial_r2t,
                          immediate_data=self.cfg.immediate_data,
@@ -407,6 +417,8 @@ class Driver:
             except ProtocolError as exc:
                 event(f"connection closed: {type(exc).__name__}")
                 self.closed = True
+        if not self.closed:
+            run_store_work(self.conn)  # what the transport does: store work, loop turns
         out, _ = self.conn.take_output()
         if self.closed:
             self.conn.close()
@@ -576,8 +588,8 @@ class Driver:
                 self.fail(f"cmd{owner.index} rejected after it was answered")
             owner.rejected = True
             owner.finished = min(owner.finished, now)
-            if owner.kind != "nop":
-                self.plugs.append(owner.cmdsn)
+            # A rejected command still takes its CmdSN (no gap to plug): the engine's
+            # all-or-nothing admission (README, "The engine").
         elif isinstance(owner, Send):
             owner.refused = True
             burst = owner.burst
@@ -587,6 +599,10 @@ class Driver:
                 burst.sent = min(burst.sent, owner.offset - burst.offset)
                 burst.datasn = min(burst.datasn, owner.datasn)
                 burst.retries += 1
+                if pdu.reason == RejectReason.INVALID_PDU_FIELD and burst.retries > 2:
+                    # the tag went stale: the target ended this burst (a drained burst ends
+                    # with any Data-Out carrying the F bit, RFC 7143 §4.2.3.3), nothing owed
+                    burst.sent = burst.length
         elif isinstance(owner, Tmf):
             owner.answered = True
             owner.ref.abort_pending = False

@@ -173,8 +173,11 @@ class DataPointerTable:
         """
         entry = self.lookup(tag)
         if entry.discarding:
-            # A drained burst (aborted or failed task, RFC 7143 §4.2.3.3): whatever the peer
-            # still sends for this tag is accepted and dropped; nothing is written anywhere.
+            # A drained burst (aborted or failed task, RFC 7143 §4.2.3.3): what the peer still
+            # sends inside the burst is accepted and dropped, in any order; nothing is written.
+            start = buffer_offset - entry.offset
+            if start < 0 or start + length > entry.length:
+                raise PlacementError(f"tag 0x{tag:08x}: bytes outside the drained burst")
             return entry, _NOWHERE
         if itt is not None and itt != entry.itt:
             raise PlacementError(f"tag 0x{tag:08x}: ITT 0x{itt:08x} is not its task")

@@ -243,8 +243,9 @@ class Transfers:
     def fail(self, task: Task, result: ScsiResult) -> None:
         """End a write early with ``result`` once its open bursts have drained (the first
         failure is the one reported)."""
-        if task.result is None:
-            task.result = result
+        previous = task.result
+        if previous is None or (previous.status == ScsiStatus.GOOD and not previous.sense):
+            task.result = result  # a bad Data-Out turns even a finished GOOD into its error
         task.plan = None
         self.drain(task)
 

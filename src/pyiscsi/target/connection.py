@@ -44,7 +44,7 @@ from .opcodes import FULL_FEATURE_ONLY, LOGIN_ONLY, NEVER, OpcodeRule, Ordering,
 from .session import Admission, Session
 from .storework import INTERNAL_FAILURE, StoreRequest, StoreWorks
 from .task import Task
-from .taskset import TaskSets
+from .taskset import ORDERED, TaskSets
 from .text import TextExchange
 from .transfer import Transfers, check_condition
 
@@ -341,7 +341,8 @@ class TargetConnection:
             self._execute(task)
         else:
             self._held[cmd.cmdsn] = lambda: self._start_held(task)
-        self.transfers.bind_unsolicited(task)
+        if unsolicited:
+            self.transfers.bind_unsolicited(task)
         self._admitted = (task, None)
         return self.transfers.immediate_destination(task) if cmd.data_length else None
 
@@ -393,7 +394,13 @@ class TargetConnection:
         assert session is not None
         session.task_started(task.immediate)
         task.started = True
-        self._task_sets.start(task)
+        task_sets = self._task_sets
+        if task_sets.barriers or task.cmd.attr == ORDERED:
+            task_sets.start(task)
+        else:  # SIMPLE or HEAD OF QUEUE with no ORDERED task around: it runs now
+            task_sets.active[task.lun] = task_sets.active.get(task.lun, 0) + 1
+            task.in_task_set = True
+            self._run_task(task)
 
     def _run_task(self, task: Task) -> None:
         """Run the SCSI layer for a task, once no store work in flight changes the bytes it
@@ -655,10 +662,21 @@ class TargetConnection:
             offset += n
 
     def _finish_task(self, task: Task) -> None:
-        if self.transfers.forget(task) and task.started and self.session is not None:
+        if task.unsol_tag is None and not task.outstanding and not task.held_bytes:
+            live = self.tasks.get(task.itt) is task  # no entry, no staging: the cheap case
+            if live:
+                del self.tasks[task.itt]
+        else:
+            live = self.transfers.forget(task)
+        if live and task.started and self.session is not None:
             self.session.task_done(task.immediate)
         if task.in_task_set:
-            self._task_sets.ended(task)
+            task_sets = self._task_sets
+            if task_sets.barriers or task.cmd.attr == ORDERED:
+                task_sets.ended(task)
+            else:  # nothing waits behind it: just count it out
+                task.in_task_set = False
+                task_sets.active[task.lun] -= 1
         elif task.started:
             self._task_sets.forget(task)
         if task.waiters:

@@ -21,15 +21,16 @@ SIMPLE, ORDERED, HEAD_OF_QUEUE = 1, 2, 3
 class TaskSets:
     """Running counts and ORDERED barriers per LU for one session."""
 
-    __slots__ = ("_active", "_barriers", "_ordered", "_releasing", "_resume", "_run")
+    __slots__ = ("_ordered", "_releasing", "_resume", "_run", "active", "barriers")
 
     def __init__(self, run: Callable[[Task], None], resume: Callable[[Task], None]) -> None:
         self._run = run
         """Runs a task as it starts (the caller moves it forward)."""
         self._resume = resume
         """Runs a task that waited, and moves it forward."""
-        self._active: dict[int, int] = {}
-        self._barriers: dict[int, deque[Task]] = {}
+        self.active: dict[int, int] = {}
+        """Tasks running per LU (the engine counts the common case inline)."""
+        self.barriers: dict[int, deque[Task]] = {}
         """Tasks waiting on an LU where an ORDERED task waits or runs (first in line)."""
         self._ordered: set[int] = set()
         """LUs where an ORDERED task runs."""
@@ -39,15 +40,15 @@ class TaskSets:
         """The task's CmdSN was reached: run it now, or queue it behind an ORDERED task."""
         lun = task.lun
         attr = task.cmd.attr
-        barrier = self._barriers.get(lun) if self._barriers else None
+        barrier = self.barriers.get(lun) if self.barriers else None
         if attr == HEAD_OF_QUEUE or (barrier is None and attr != ORDERED):
-            active = self._active
+            active = self.active
             active[lun] = active.get(lun, 0) + 1  # the common case, inline
             task.in_task_set = True
             self._run(task)
             return
         if barrier is None:
-            barrier = self._barriers[lun] = deque()
+            barrier = self.barriers[lun] = deque()
         barrier.append(task)
         self._release(lun, self._run)
 
@@ -57,21 +58,21 @@ class TaskSets:
             return
         task.in_task_set = False
         lun = task.lun
-        self._active[lun] -= 1
+        self.active[lun] -= 1
         if task.cmd.attr == ORDERED:
             self._ordered.discard(lun)
-        if lun in self._barriers:
+        if lun in self.barriers:
             self._release(lun, self._resume)
 
     def forget(self, task: Task) -> None:
         """A task that never ran ends (aborted while it waited)."""
-        barrier = self._barriers.get(task.lun)
+        barrier = self.barriers.get(task.lun)
         if barrier is not None and task in barrier:
             barrier.remove(task)
             self._release(task.lun, self._resume)
 
     def _admit(self, task: Task, run: Callable[[Task], None] | None = None) -> None:
-        self._active[task.lun] = self._active.get(task.lun, 0) + 1
+        self.active[task.lun] = self.active.get(task.lun, 0) + 1
         task.in_task_set = True
         if task.cmd.attr == ORDERED:
             self._ordered.add(task.lun)
@@ -85,12 +86,12 @@ class TaskSets:
             return
         self._releasing.add(lun)
         try:
-            barrier = self._barriers[lun]
+            barrier = self.barriers[lun]
             while barrier and lun not in self._ordered:
-                if barrier[0].cmd.attr == ORDERED and self._active.get(lun):
+                if barrier[0].cmd.attr == ORDERED and self.active.get(lun):
                     break
                 self._admit(barrier.popleft(), run)
             if not barrier and lun not in self._ordered:
-                del self._barriers[lun]
+                del self.barriers[lun]
         finally:
             self._releasing.discard(lun)

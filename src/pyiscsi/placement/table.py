@@ -28,7 +28,7 @@ class PlacementError(PduRejected):
         super().__init__(RejectReason.INVALID_PDU_FIELD, message)
 
 
-_NOWHERE = memoryview(b"")
+NOWHERE = memoryview(b"")
 """The destination handed out for a drained burst: the receiver drains into its sink."""
 
 
@@ -178,7 +178,7 @@ class DataPointerTable:
             start = buffer_offset - entry.offset
             if start < 0 or start + length > entry.length:
                 raise PlacementError(f"tag 0x{tag:08x}: bytes outside the drained burst")
-            return entry, _NOWHERE
+            return entry, NOWHERE
         if itt is not None and itt != entry.itt:
             raise PlacementError(f"tag 0x{tag:08x}: ITT 0x{itt:08x} is not its task")
         if lun is not None and lun != entry.lun:

@@ -228,10 +228,9 @@ class Receiver:
                     return
                 stage, start = self._stage, self._start
                 ahs_len = stage[start + 4] * 4
-                if (ahs_len or self.screen_every_header
-                        or (stage[start + 5] << 16 | stage[start + 6] << 8 | stage[start + 7])
-                        > self.max_data_length):
-                    self._screen(ahs_len)
+                length = stage[start + 5] << 16 | stage[start + 6] << 8 | stage[start + 7]
+                if ahs_len or self.screen_every_header or length > self.max_data_length:
+                    self._screen(ahs_len, length)
                 hlen = BHS_LENGTH + ahs_len
                 need = hlen + (DIGEST_LENGTH if self.header_digest else 0)
                 if avail < need:
@@ -265,13 +264,12 @@ class Receiver:
             else:  # _DIRECT: bytes arrive through get_buffer only
                 return
 
-    def _screen(self, ahs_len: int) -> None:
+    def _screen(self, ahs_len: int, length: int) -> None:
         """RFC 7143 §11.2: check the lengths a BHS claims before waiting for them. A
         DataSegmentLength beyond what we declared (MaxRecvDataSegmentLength, or the login
         limit) cannot be trusted: the connection closes at once rather than draining
         megabytes of whatever follows."""
         stage, start = self._stage, self._start
-        length = int.from_bytes(stage[start + 5:start + 8], "big")
         try:
             if length > self.max_data_length:
                 raise RemoteProtocolError(

@@ -586,18 +586,13 @@ class Reject(Pdu):
 
 
 _Decoder = Callable[[_Words, bytes], Pdu]
-DECODERS: dict[int, _Decoder] = {
-    cls.OPCODE: cls.decode
-    for cls in (NopOut, ScsiCommand, TaskMgmtRequest, LoginRequest, TextRequest, DataOut,
-                LogoutRequest, SnackRequest, NopIn, ScsiResponse, TaskMgmtResponse,
-                LoginResponse, TextResponse, DataIn, LogoutResponse, R2T, AsyncMessage, Reject)
-}
-"""Opcode -> BHS decoder: the dispatch table of the codec (RFC 7143 §11.2.1.2)."""
-DECODERS_BY_CLASS: tuple[type[Pdu], ...] = (
+PDU_CLASSES = (
     NopOut, ScsiCommand, TaskMgmtRequest, LoginRequest, TextRequest, DataOut, LogoutRequest,
     SnackRequest, NopIn, ScsiResponse, TaskMgmtResponse, LoginResponse, TextResponse, DataIn,
     LogoutResponse, R2T, AsyncMessage, Reject)
 """Every PDU class the codec knows."""
+DECODERS: dict[int, _Decoder] = {cls.OPCODE: cls.decode for cls in PDU_CLASSES}
+"""Opcode -> BHS decoder: the dispatch table of the codec (RFC 7143 §11.2.1.2)."""
 
 
 def decode_bhs(bhs: bytes | bytearray | memoryview) -> Pdu:

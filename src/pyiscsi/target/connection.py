@@ -986,7 +986,7 @@ OPCODES: dict[int, OpcodeRule] = {
 """Every opcode the target accepts from an initiator (RFC 7143 §11), as data. Target
 opcodes (0x20 and up) have no rule: Reject 0x04; unknown ones: Reject 0x05 (the codec)."""
 RULES: dict[type[P.Pdu], OpcodeRule] = {
-    cls: OPCODES[cls.OPCODE] for cls in P.DECODERS_BY_CLASS if cls.OPCODE in OPCODES}
+    cls: OPCODES[cls.OPCODE] for cls in P.PDU_CLASSES if cls.OPCODE in OPCODES}
 """The same table keyed by PDU class (a decoded PDU finds its rule without hashing an
 enum member)."""
 LOGIN_RULES = {cls: rule for cls, rule in RULES.items() if Phase.LOGIN in rule.phases}

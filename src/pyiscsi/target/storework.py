@@ -66,8 +66,6 @@ class StoreWorks:
         self._waiting: dict[int, tuple[StoreWork, Callable[[Outcome], None], BusyRanges | None]]
         self._waiting = {}
         self._next = 0
-        self.submitted = 0
-        self.inline = 0
         self.last_fenced = True
         """Whether the work last handed out fences its task: an abort waits for it. Work
         gated by the LU's own state (SANITIZE) goes on by design after its task ends."""
@@ -88,7 +86,6 @@ class StoreWorks:
             if not all(work.store.synchronous(op) for op in work.ops):
                 self._submit(work, resume, busy)
                 return None
-            self.inline += 1
             try:
                 for op in work.ops:
                     work.store.perform(op)
@@ -111,7 +108,6 @@ class StoreWorks:
             busy.add(token, work.ranges)
         nbytes = sum(len(op.buffer) for op in work.ops if op.buffer is not None)
         self.requests.append(StoreRequest(token, work.store, work.ops, nbytes))
-        self.submitted += 1
 
     def completed(self, token: int, error: BaseException | None) -> None:
         """The transport ran request ``token`` (``error``: what its operations raised)."""

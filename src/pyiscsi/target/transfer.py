@@ -16,16 +16,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..placement.table import DataPointerTable, PlacementError, TableEntry, TableFull
+from ..placement.table import NOWHERE, DataPointerTable, PlacementError, TableEntry, TableFull
 from ..proto import pdu as P
 from ..proto.framing import DISCARD, Route
 from ..proto.wire import RESERVED_TAG, ScsiStatus
 from ..scsi.sense import Asc, SenseKey, fixed_sense
 from ..scsi.task import ScsiResult
 from .task import Task
-
-_NOWHERE = memoryview(b"")
-"""Destination of a discarding table entry: its bytes go to the receiver's sink."""
 
 
 def check_condition(key: SenseKey, asc: Asc) -> ScsiResult:
@@ -77,7 +74,7 @@ class Transfers:
             return
         discarding = False
         if task.result is not None:
-            dest, discarding = _NOWHERE, True
+            dest, discarding = NOWHERE, True
         elif task.plan is None:
             # not decided yet (held behind a CmdSN gap or an ORDERED task, or waiting for
             # its store): the data waits in a private area, copied once when it can land
@@ -237,7 +234,7 @@ class Transfers:
         """Repoint the task's live entries at the sink and stop soliciting: the rest of its
         bursts are accepted, counted and dropped, never stored (RFC 7143 §4.2.3.3)."""
         for tag in live_tags(task):
-            self.table.repoint(tag, _NOWHERE)
+            self.table.repoint(tag, NOWHERE)
         task.limit = 0
 
     def fail(self, task: Task, result: ScsiResult) -> None:

@@ -130,6 +130,10 @@ class StreamProtocol(asyncio.BufferedProtocol):
             return
         # Coalesce: the loop may deliver several reads in one iteration (libuv reads until
         # the socket is drained); their replies leave in one writev at the iteration's end.
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Flush once at the end of this loop iteration (replies coalesce into one write)."""
         if not self._flush_pending:
             self._flush_pending = True
             self._loop.call_soon(self._deferred_flush)
@@ -232,9 +236,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         except Exception:
             self._internal_error("store_completed")
             return
-        if not self._flush_pending:
-            self._flush_pending = True
-            self._loop.call_soon(self._deferred_flush)
+        self._schedule_flush()
 
     def _tick(self) -> None:
         engine, transport = self.engine, self.transport

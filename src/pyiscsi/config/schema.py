@@ -38,6 +38,8 @@ class LunConfig:
     @property
     def store_name(self) -> str:
         """The name its store will have (what a derived identity is made from)."""
+        if self.spec.image is not None:
+            return f"rbd:{self.spec.image}"  # what every gateway of the image derives alike
         return str(Path(self.spec.path)) if self.spec.path is not None else self.spec.kind
 
 

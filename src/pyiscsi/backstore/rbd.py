@@ -134,6 +134,9 @@ class RbdStore(BackingStore):
         self.pool = BufferPool()
         self._pending: dict[int, _Pending] = {}
         self._called_back: deque[int] = deque()
+        """Completions librbd reported by callback (on its thread) instead of the eventfd."""
+        self._refused: deque[tuple[Done, StoreError]] = deque()
+        """Operations librbd refused at submission, to report from :meth:`reap`."""
         self._callback = librbd.CALLBACK(self._completed_elsewhere)
 
     def _open(self, spec: RbdSpec) -> librbd.Image:
@@ -178,8 +181,9 @@ class RbdStore(BackingStore):
         """Start ``op`` with ``rbd_aio_*``; a refusal at submission is a completion too."""
         try:
             comp, keep, mismatch = _SUBMIT[op.kind](self, op)
-        except CephError as exc:
-            on_done(store_error(op.kind, -(exc.errno or errno.EIO)))
+        except CephError as exc:  # reported from reap(), like any completion
+            self._refused.append((on_done, store_error(op.kind, -(exc.errno or errno.EIO))))
+            os.eventfd_write(self.image.event_fd, 1)
             return
         self._pending[comp] = _Pending(op, on_done, keep, mismatch)
 
@@ -198,6 +202,9 @@ class RbdStore(BackingStore):
                 at = entry.mismatch.value if entry.mismatch is not None else None
                 error = store_error(entry.op.kind, ret, at)
             entry.on_done(error)
+        while self._refused:
+            on_done, refusal = self._refused.popleft()
+            on_done(refusal)
 
     def _completed_elsewhere(self, comp: int | None, arg: int | None) -> None:
         """librbd's callback for completions it does not post on the eventfd (compare and

@@ -9,7 +9,7 @@
 # Ceph: uses $CEPH_CONF when it reaches a cluster, else starts micro-ceph (../shared/peers/
 # micro-ceph.sh) in a private directory on CEPH_PORT and stops it at the end.
 #   RUNTIME=10 ROUNDS=3 SIZE_MB=1024 WORKLOADS="seqwrite-1m-qd8 ..." PY_PORT=3297 \
-#   TGT_PORT=3298 CTRL_PORT=8 CEPH_PORT=47600 bash bench/rbd_vs_tgtd.sh
+#   TGT_PORT=3298 CTRL_PORT=41 CEPH_PORT=47600 bash bench/rbd_vs_tgtd.sh
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 export RUNTIME=${RUNTIME:-10}
@@ -36,6 +36,10 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$WORK/py" "$WORK/tgt" "$WORK/out"
 
+if [[ -e /var/run/tgtd/socket.${CTRL_PORT:-41}.lock ]] && fuser "/var/run/tgtd/socket.${CTRL_PORT:-41}.lock" >/dev/null 2>&1; then
+    echo "rbd_vs_tgtd.sh: tgtd control port ${CTRL_PORT:-41} is in use by another tgtd; set CTRL_PORT" >&2
+    exit 1
+fi
 if [[ -z ${CEPH_CONF:-} ]] || ! timeout 20 ceph --conf "$CEPH_CONF" health >/dev/null 2>&1; then
     echo "# starting micro-ceph in $WORK/ceph (port $CEPH_PORT)" >&2
     CEPH_DIR=$WORK/ceph CEPH_MON_PORT=$CEPH_PORT CEPH_WITH_MGR=0 "$PEERS/micro-ceph.sh" start >&2 || exit 1
@@ -49,8 +53,13 @@ export CEPH_CONF
     >"$WORK/py.out" 2>"$WORK/py.err") &
 PYPID=$!
 TGTURL=$(WORKDIR=$WORK/tgt BACKING=rbd RBD_IMAGE=rbd/bench-tgt-$TAG SIZE_MB=$SIZE_MB PORT=$TGT_PORT \
-    CTRL_PORT=${CTRL_PORT:-8} "$PEERS/start-tgtd.sh" 2>"$WORK/tgt.err" | tail -n 1)
-TGTPID=$(cat "$WORK/tgt/tgtd.pid" 2>/dev/null) || { echo "rbd_vs_tgtd.sh: tgtd did not start:" >&2; cat "$WORK/tgt.err" >&2; exit 1; }
+    CTRL_PORT=${CTRL_PORT:-41} "$PEERS/start-tgtd.sh" 2>"$WORK/tgt.err" | tail -n 1)
+TGTPID=$(cat "$WORK/tgt/tgtd.pid" 2>/dev/null)
+if [[ -z $TGTURL || -z $TGTPID ]] || ! kill -0 "$TGTPID" 2>/dev/null; then
+    echo "rbd_vs_tgtd.sh: tgtd did not start (CTRL_PORT ${CTRL_PORT:-41} taken? see /var/run/tgtd):" >&2
+    cat "$WORK/tgt.err" >&2
+    exit 1
+fi
 wait_serving "$PYPID" "$WORK/py.out" "$WORK/py.err" || exit 1
 PYURL=iscsi://127.0.0.1:$PY_PORT/iqn.2026-11.org.pyiscsi:disk/0
 

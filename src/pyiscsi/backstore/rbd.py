@@ -193,10 +193,12 @@ class RbdStore(BackingStore):
         while self._called_back:
             done.append(self._called_back.popleft())
         for comp in done:
-            entry = self._pending.pop(comp, None)
-            ret = self.image.result(comp)
-            if entry is None:
+            # only ours, and only once: a completion reported twice (callback and eventfd)
+            # must not release it twice nor finish a later one that reuses its address
+            if comp not in self._pending or not self.image.is_complete(comp):
                 continue
+            entry = self._pending.pop(comp)
+            ret = self.image.result(comp)
             error = None
             if ret < 0:
                 at = entry.mismatch.value if entry.mismatch is not None else None

@@ -63,6 +63,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "rbd_aio_release": (None, [c_void_p]),
     "rbd_aio_get_return_value": (c_ssize_t, [c_void_p]),
     "rbd_aio_wait_for_complete": (c_int, [c_void_p]),
+    "rbd_aio_is_complete": (c_int, [c_void_p]),
     "rbd_aio_read": (c_int, [c_void_p, c_uint64, c_size_t, c_void_p, c_void_p]),
     "rbd_aio_readv": (c_int, [c_void_p, P(IoVec), c_int, c_uint64, c_void_p]),
     "rbd_aio_writev": (c_int, [c_void_p, P(IoVec), c_int, c_uint64, c_void_p]),
@@ -248,6 +249,9 @@ class Image:
         ret = self.lib.rbd_aio_get_return_value(comp)
         self.lib.rbd_aio_release(comp)
         return int(ret)
+
+    def is_complete(self, comp: int) -> bool:
+        return bool(self.lib.rbd_aio_is_complete(comp))
 
     def wait(self, comp: int) -> None:
         self.lib.rbd_aio_wait_for_complete(comp)

@@ -7,6 +7,7 @@ first differing byte, and librbd read directly checks the bytes are in the clust
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import struct
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pyiscsi.ceph import librados, librbd
+from pyiscsi.ceph.errors import CephError
 from pyiscsi.initiator import blocking
 
 from .ceph import micro_ceph
@@ -35,9 +37,16 @@ def ceph_conf() -> Iterator[str]:
 
 
 @pytest.fixture
-def image(request: pytest.FixtureRequest) -> str:
-    """A fresh image name per test (the cluster lives for the session)."""
-    return "t-" + re.sub(r"[^a-z0-9]", "", request.node.name.lower())[:40] + f"-{os.getpid()}"
+def image(request: pytest.FixtureRequest, ceph_conf: str) -> Iterator[str]:
+    """A fresh image name per test, removed afterwards (the cluster lives for the session
+    and a full memstore OSD would pause every write)."""
+    name = "t-" + re.sub(r"[^a-z0-9]", "", request.node.name.lower())[:40] + f"-{os.getpid()}"
+    yield name
+    with librados.Cluster(ceph_conf) as cluster:
+        ioctx = cluster.ioctx("rbd")
+        with contextlib.suppress(CephError):  # never created (a test of refusals)
+            librbd.remove(ioctx, name)
+        ioctx.close()
 
 
 @pytest.fixture

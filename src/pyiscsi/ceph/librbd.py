@@ -55,6 +55,7 @@ class ImageInfo(ctypes.Structure):
 
 _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "rbd_create": (c_int, [c_void_p, c_char_p, c_uint64, P(c_int)]),
+    "rbd_remove": (c_int, [c_void_p, c_char_p]),
     "rbd_open": (c_int, [c_void_p, c_char_p, P(c_void_p), c_char_p]),
     "rbd_close": (c_int, [c_void_p]),
     "rbd_stat": (c_int, [c_void_p, P(ImageInfo), c_size_t]),
@@ -101,6 +102,11 @@ def create(ioctx: IoCtx, name: str, size: int, order: int = 0) -> None:
     lib = library()
     check("rbd_create", lib.rbd_create(ioctx.handle, name.encode(), size,
                                        ctypes.byref(c_int(order))), name)
+
+
+def remove(ioctx: IoCtx, name: str) -> None:
+    """Remove image ``name`` (ENOENT if absent, EBUSY while it is open with watchers)."""
+    check("rbd_remove", library().rbd_remove(ioctx.handle, name.encode()), name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ from .base import BackingStore, StoreError
 from .ops import StoreOp, StoreOpKind
 from .pool import BufferPool
 
+POOLED = 128 << 10
+"""Buffers from this size come from the pool (glibc mmaps a fresh one per command)."""
 CAW_SECTOR = 512
 """librbd compares and writes within one 512-byte sector (ImageCompareAndWriteRequest)."""
 
@@ -170,6 +172,11 @@ class RbdStore(BackingStore):
                 "optimal_transfer_bytes": self.object_size}
 
     def staging(self, length: int) -> memoryview:
+        """A slice of the pool from :data:`POOLED` bytes; below, a fresh bytearray (librbd
+        reads into or writes from either without a copy; the pool's bookkeeping costs
+        4-5 us a slice, a small bytearray 0.3-1 us, a 1 MiB one 35 us with its page faults)."""
+        if length < POOLED:
+            return memoryview(bytearray(length))
         return self.pool.take(length)
 
     # --- asynchronous path -------------------------------------------------------------

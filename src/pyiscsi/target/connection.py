@@ -476,14 +476,14 @@ class TargetConnection:
             store.prepare_write(offset, n)
             data = start + BHS_LENGTH
             store.view(offset, n)[:] = buf[data:data + n]
-            self.counters.rx_staged += n
+            self.counters.rx_staged_by_size[0 if n < 4096 else 1 if n < 65536 else 2] += n
             out.append(fastcodec.scsi_response_good(itt, statsn, exp, session.maxcmdsn))
         else:
             out.append(fastcodec.data_in_good(n, lun_field, itt, statsn, exp, session.maxcmdsn))
             out.append(store.view(offset, n))
             if n & 3:
                 out.append(bytes(-n & 3))
-            self._tx_payload += n
+            self._tx_payload[0 if n < 4096 else 1 if n < 65536 else 2] += n
         session.slide()
         io = self.io.get(lun)
         if io is None:

@@ -1,9 +1,12 @@
 """The command-line LUN spec: ``KIND:ARG[,key=value|flag...]``.
 
 ``ram:SIZE`` or ``file:PATH[,size=SIZE]``, with the flag ``ro`` and the key ``bs=N``
-(512, 1024, 2048 or 4096). ``PATH`` is a regular file or a block device (whose size is its
-own: ``size=`` must then equal it). Sizes are bytes or a number with K/M/G/T (or KiB/MiB/GiB/TiB),
-all powers of 1024. Every mistake is a :class:`ValueError` with a one-line message.
+(512, 1024, 2048 or 4096), and ``shared`` / ``shared=yes|no``: whether more than one gateway
+exports the LU (default: yes for a store with a cluster-wide name, no otherwise; a shared
+LU refuses reservations, see :mod:`pyiscsi.scsi.dispatch`). ``PATH`` is a regular file or a
+block device (whose size is its own: ``size=`` must then equal it). Sizes are bytes or a
+number with K/M/G/T (or KiB/MiB/GiB/TiB), all powers of 1024. Every mistake is a
+:class:`ValueError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -44,6 +47,11 @@ class LunSpec:
     """Bytes; None for an existing file whose size is taken as is."""
     read_only: bool = False
     block_size: int = 512
+    shared: bool | None = None
+    """``shared``/``shared=yes|no`` given; None: the store's default."""
+
+
+_YES_NO = {"yes": True, "no": False}
 
 
 def _parse_bs(text: str) -> int:
@@ -69,6 +77,7 @@ def parse_lun_spec(text: str) -> LunSpec:
     read_only = False
     block_size = 512
     size: int | None = None
+    shared: bool | None = None
     for option in options:
         key, eq, value = option.partition("=")
         key = key.strip().lower()
@@ -79,6 +88,8 @@ def parse_lun_spec(text: str) -> LunSpec:
             read_only = True
         elif key == "bs" and eq:
             block_size = _parse_bs(value)
+        elif key == "shared" and (not eq or value.strip().lower() in _YES_NO):
+            shared = _YES_NO[value.strip().lower()] if eq else True
         elif key == "size" and eq and kind == "file":
             size = parse_size(value)
         else:
@@ -92,7 +103,8 @@ def parse_lun_spec(text: str) -> LunSpec:
         raise ValueError(
             f"bad LUN spec {text!r}: size {size} is not a positive multiple of {block_size}"
         )
-    return LunSpec(kind=kind, path=path, size=size, read_only=read_only, block_size=block_size)
+    return LunSpec(kind=kind, path=path, size=size, read_only=read_only, block_size=block_size,
+                   shared=shared)
 
 
 def _open_ram(spec: LunSpec) -> BackingStore:
@@ -141,4 +153,6 @@ def format_lun_spec(spec: LunSpec) -> str:
             text += f",size={format_size(spec.size)}"
     if spec.block_size != 512:
         text += f",bs={spec.block_size}"
+    if spec.shared is not None:
+        text += f",shared={'yes' if spec.shared else 'no'}"
     return text + (",ro" if spec.read_only else "")

@@ -49,6 +49,8 @@ class Changes:
     """The new discovery settings, None when unchanged."""
     limits: bool = False
     """``[limits]`` changed: that needs a restart."""
+    gateway: bool = False
+    """``[gateway]`` changed: the target port is the sessions' I_T nexus, so a restart."""
 
     def __bool__(self) -> bool:
         return any((self.added_targets, self.removed_targets, self.added_luns,
@@ -102,7 +104,7 @@ def plan(old: Config, new: Config) -> Changes:
         listen=tuple(p for p in new.portals if p not in old.portals),
         unlisten=tuple(p for p in old.portals if p not in new.portals),
         discovery=new.discovery if new.discovery != old.discovery else None,
-        limits=old.limits != new.limits)
+        limits=old.limits != new.limits, gateway=old.gateway != new.gateway)
 
 
 @dataclass(eq=False)
@@ -127,6 +129,9 @@ class Reloader:
             return None
         if changes.limits:
             log.warning("%s: [limits] changes take effect at the next start",
+                        self.config.path)
+        if changes.gateway:
+            log.warning("%s: [gateway] changes take effect at the next start",
                         self.config.path)
         log.info("reloaded %s: %s", self.config.path, changes.summary())
         return changes

@@ -82,6 +82,9 @@ class Config:
     limits: tuple[tuple[str, int | float], ...] = ()
     """The ``[limits]`` keys the file sets (the others keep their defaults or flags)."""
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    gateway: tuple[tuple[str, int], ...] = ()
+    """The ``[gateway]`` keys the file sets (``tpgt``, ``relative_port_id``): this
+    process's target port; unset ones derive from the first portal (:mod:`pyiscsi.scsi.port`)."""
 
     def target(self, name: str) -> TargetConfig | None:
         return next((t for t in self.targets if t.name == name), None)

@@ -24,13 +24,26 @@ import logging
 import secrets
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..ceph.errors import CephError
 from ..ceph.librados import Cluster, IoCtx, NotifyResult, Watch
 from ..scsi.lu_events import Delivery, LuEvent, decode_event, encode_event
 from ..scsi.lun import LogicalUnit
 
+if TYPE_CHECKING:
+    from ..target.catalog import Catalog
+
 log = logging.getLogger("pyiscsi.gateway")
+
+
+@runtime_checkable
+class ClusterImage(Protocol):
+    """A store that is an image in a cluster (the RBD store): where its events object is."""
+
+    cluster: Cluster
+    pool: str
+    image: str
 
 NOTIFY_TIMEOUT_MS = 5000
 """How long a publish waits for the other gateways' acknowledgements (a gateway that died
@@ -166,3 +179,27 @@ def open_link(lu: LogicalUnit, cluster: Cluster, pool: str, image: str,
         link.ioctx.close()
         raise
     return link
+
+
+def open_links(catalog: Catalog, loop: asyncio.AbstractEventLoop,
+               flush: Callable[[], None] = lambda: None) -> list[RadosEventLink]:
+    """A link for every shared LU whose store is a :class:`ClusterImage` (OSError, the
+    links opened so far closed, when one cannot watch). A shared LU on another store (a
+    ``file:`` LUN with ``shared``) has none: its unit attentions stay on this gateway."""
+    links: list[RadosEventLink] = []
+    try:
+        for target in catalog.targets.values():
+            for lu in target.luns.values():
+                store = lu.store
+                if lu.shared and isinstance(store, ClusterImage):
+                    links.append(open_link(lu, store.cluster, store.pool, store.image,
+                                           loop, flush))
+                elif lu.shared:
+                    log.warning("LUN %d of %s is shared but its store is not in a cluster: "
+                                "its unit attentions stay on this gateway", lu.number,
+                                target.name)
+    except BaseException:
+        for link in links:
+            link.close()
+        raise
+    return links

@@ -76,7 +76,11 @@ def cli(log_level: str, log_format: str) -> None:
 @click.option("--target", "target_name", default=DEFAULT_TARGET, show_default=True,
               metavar="IQN", help="the target's name")
 @click.option("--lun", "luns", multiple=True, metavar="SPEC",
-              help="ram:SIZE | file:PATH[,size=SIZE] with flags ro, bs=N (repeatable; LUN 0, 1..)")
+              help="ram:SIZE | file:PATH[,size=SIZE] | rbd:POOL/IMAGE[,size=SIZE][,conf=PATH]"
+                   "[,id=CLIENT][,timeout=SECONDS] with flags ro, bs=N (repeatable; LUN 0, 1..)")
+@click.option("--ceph-conf", "ceph_conf", type=click.Path(dir_okay=False), default=None,
+              metavar="PATH", help="the ceph.conf of rbd: LUNs without conf= (default: "
+                                   "$CEPH_CONF, then /etc/ceph/ceph.conf)")
 @click.option("--stats", "stats_path", type=click.Path(dir_okay=False), default=None,
               help="write placement/copy counters as JSON to this file every second")
 @click.option("--queue-depth", default=128, show_default=True, type=click.IntRange(1, 1024),
@@ -132,7 +136,8 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
           chap: str | None, mutual_chap: str | None, allow: tuple[str, ...],
           auth_file: str | None, sanitize_pace: str, metrics: str | None = None,
           admin_socket: str | None = None, config_path: str | None = None,
-          tpgt: int | None = None, relative_port_id: int | None = None) -> None:
+          tpgt: int | None = None, relative_port_id: int | None = None,
+          ceph_conf: str | None = None) -> None:
     """Serve LUNs to iSCSI initiators (Ctrl-C or SIGTERM stops cleanly)."""
     try:
         pace = parse_sanitize_pace(sanitize_pace)
@@ -144,14 +149,14 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
     if config_path is not None:
         _serve_config(config_path, stats_path, loop_kind, pace, observe)
         return
-    from .backstore.spec import open_store, parse_lun_spec
+    from .backstore.spec import open_store, parse_lun_spec, with_ceph_conf
     from .scsi.lun import LogicalUnit
     from .target.authconfig import exposure_warning, load_access
     from .target.catalog import Catalog, Limits, Target
 
     try:
         addresses = [parse_portal(p) for p in (portals or (DEFAULT_PORTAL,))]
-        specs = [parse_lun_spec(s) for s in (luns or (DEFAULT_LUN,))]
+        specs = [with_ceph_conf(parse_lun_spec(s), ceph_conf) for s in (luns or (DEFAULT_LUN,))]
         access = load_access(chap=chap, mutual=mutual_chap, allow=allow, auth_file=auth_file)
     except ValueError as exc:
         _fail(str(exc))
@@ -199,6 +204,7 @@ def _flag_config(name: str, portals: list[tuple[str, int]], texts: tuple[str, ..
 
 
 TARGET_FLAGS = {"portals": "--portal", "target_name": "--target", "luns": "--lun",
+                "ceph_conf": "--ceph-conf",
                 "chap": "--chap", "mutual_chap": "--mutual-chap", "allow": "--allow",
                 "auth_file": "--auth-file"}
 """``serve`` flags that say what to serve: a configuration file says it instead."""
@@ -416,7 +422,8 @@ def config_check(path: str) -> None:
             "CHAP" if target.auth else "no CHAP")
         click.echo(f"  {target.name}  {portals}  {chap}")
         for lun in target.luns:
-            serial, naa = identity(target.name, lun.id, lun.store_name, lun.serial)
+            serial, naa = identity(target.name, lun.id, lun.store_name, lun.serial,
+                                   lun.stable_name)
             kind = "stored" if lun.serial else "derived"
             click.echo(f"    LUN {lun.id}: {lun.text}  serial {serial} ({kind}) naa {naa.hex()}")
 

@@ -123,7 +123,8 @@ portals = ["127.0.0.1:0"]
 
 @pytest.mark.parametrize("text,expected", [
     ("[[target]]\nname = 'iqn.x'\nportals = ['127.0.0.1:3260']\nluns = ['disk:/x']\n",
-     ["target[0].luns[0]: bad LUN spec 'disk:/x': expected ram:SIZE or file:PATH[,size=SIZE]"]),
+     ["target[0].luns[0]: bad LUN spec 'disk:/x': expected ram:SIZE, file:PATH[,size=SIZE] "
+      "or rbd:POOL/IMAGE[,size=SIZE]"]),
     ("[[target]]\nname = 'db'\nportals = ['127.0.0.1']\n",
      ["target[0].name: bad target name 'db': must start with iqn., eui. or naa., without "
       "spaces, at most 223 bytes",

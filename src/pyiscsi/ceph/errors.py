@@ -11,8 +11,12 @@ class CephError(OSError):
     def __init__(self, call: str, ret: int, detail: str = "") -> None:
         code = -ret if ret < 0 else ret
         text = f"{call}: {os.strerror(code)}"
-        super().__init__(code, text + (f" ({detail})" if detail else ""))
+        self.text = text + (f" ({detail})" if detail else "")
+        super().__init__(code, self.text)
         self.call = call
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class CephUnavailable(RuntimeError):

@@ -56,6 +56,13 @@ def identity(target_name: str, number: int, store_name: str,
     return serial, high.to_bytes(8, "big") + extension
 
 
+STORE_LIMITS = frozenset({"max_transfer_bytes", "max_compare_write_blocks",
+                          "max_unmap_lba_count", "max_unmap_descriptors",
+                          "max_write_same_bytes", "max_atomic_transfer_bytes",
+                          "unmap_granularity_bytes", "optimal_transfer_bytes"})
+"""The limits a store may set for its LU (:meth:`BackingStore.limits`)."""
+
+
 class LogicalUnit:
     """One LUN of a target (SAM-5 §4.7)."""
 
@@ -70,6 +77,10 @@ class LogicalUnit:
     max_unmap_lba_count = 1 << 20
     max_unmap_descriptors = 256
     max_write_same_bytes = 32 << 20
+    unmap_granularity_bytes = 4096
+    """OPTIMAL UNMAP GRANULARITY of the block limits page (SBC-4 §6.6.4), in bytes."""
+    optimal_transfer_bytes = 0
+    """OPTIMAL TRANSFER LENGTH in bytes (0: not reported; an RBD image: its object size)."""
     physical_block_exponent = 0
     """LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT of READ CAPACITY (16) (SBC-4 §5.20.2); 3
     would describe 4096-byte physical blocks of 512-byte LBAs (the unmap granularity)."""
@@ -106,6 +117,10 @@ class LogicalUnit:
         self.siblings: Callable[[], Mapping[int, LogicalUnit]] = lambda: {number: self}
         """The LUs of the same target by LUN (EXTENDED COPY resolves CSCD descriptors among
         them, SPC-4 §6.4.5); the target replaces it with its registry's view."""
+        for name, value in store.limits().items():
+            if name not in STORE_LIMITS:
+                raise ValueError(f"{store.name}: unknown limit {name!r}")
+            setattr(self, name, value)
         self.max_transfer_blocks = max(1, self.max_transfer_bytes // self.block_size)
         self.max_write_same_blocks = max(1, self.max_write_same_bytes // self.block_size)
         self.max_atomic_transfer_blocks = min(

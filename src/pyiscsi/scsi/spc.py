@@ -136,16 +136,17 @@ def vpd_block_limits(lu: LogicalUnit) -> bytes:
     """Block limits (SBC-4 §6.6.4); the limits the SBC handlers enforce, WSNZ as the LU
     says; atomic writes without alignment or granularity restrictions."""
     granularity = max(1, PAGE // lu.block_size)
+    unmap_granularity = max(1, lu.unmap_granularity_bytes // lu.block_size)
     return _BLOCK_LIMITS.pack(
         int(lu.write_same_no_zero),  # WSNZ
         lu.max_compare_write_blocks,
         granularity,
         lu.max_transfer_blocks,
-        0,  # optimal transfer length: not reported
+        min(lu.max_transfer_blocks, lu.optimal_transfer_bytes // lu.block_size),
         lu.max_transfer_blocks,  # maximum prefetch length
         lu.max_unmap_lba_count if lu.thin else 0,
         lu.max_unmap_descriptors if lu.thin else 0,
-        granularity if lu.thin else 0,
+        unmap_granularity if lu.thin else 0,
         0,  # unmap granularity alignment, UGAVALID=0
         lu.max_write_same_blocks,
         lu.max_atomic_transfer_blocks,

@@ -24,8 +24,9 @@ import logging
 import secrets
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
+from ..backstore.rbd import RbdStore
 from ..ceph.errors import CephError
 from ..ceph.librados import Cluster, IoCtx, NotifyResult, Watch
 from ..scsi.lu_events import Delivery, LuEvent, decode_event, encode_event
@@ -37,13 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyiscsi.gateway")
 
 
-@runtime_checkable
-class ClusterImage(Protocol):
-    """A store that is an image in a cluster (the RBD store): where its events object is."""
-
-    cluster: Cluster
-    pool: str
-    image: str
 
 NOTIFY_TIMEOUT_MS = 5000
 """How long a publish waits for the other gateways' acknowledgements (a gateway that died
@@ -183,7 +177,7 @@ def open_link(lu: LogicalUnit, cluster: Cluster, pool: str, image: str,
 
 def open_links(catalog: Catalog, loop: asyncio.AbstractEventLoop,
                flush: Callable[[], None] = lambda: None) -> list[RadosEventLink]:
-    """A link for every shared LU whose store is a :class:`ClusterImage` (OSError, the
+    """A link for every shared LU whose store is an RBD image (OSError, the
     links opened so far closed, when one cannot watch). A shared LU on another store (a
     ``file:`` LUN with ``shared``) has none: its unit attentions stay on this gateway."""
     links: list[RadosEventLink] = []
@@ -191,9 +185,9 @@ def open_links(catalog: Catalog, loop: asyncio.AbstractEventLoop,
         for target in catalog.targets.values():
             for lu in target.luns.values():
                 store = lu.store
-                if lu.shared and isinstance(store, ClusterImage):
-                    links.append(open_link(lu, store.cluster, store.pool, store.image,
-                                           loop, flush))
+                if lu.shared and isinstance(store, RbdStore):
+                    links.append(open_link(lu, store.cluster, store.spec.pool,
+                                           store.spec.image, loop, flush))
                 elif lu.shared:
                     log.warning("LUN %d of %s is shared but its store is not in a cluster: "
                                 "its unit attentions stay on this gateway", lu.number,

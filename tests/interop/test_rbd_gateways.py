@@ -1,0 +1,211 @@
+"""Two ``pyiscsi serve`` gateways on one RBD image (a private micro-ceph cluster).
+
+They must be one logical unit seen through two target ports: the same serial and NAA
+designator, different TPGT and relative target port identifier, data written through one
+read back through the other, a LOGICAL UNIT RESET through one a unit attention on the
+other's sessions, reservations refused on both, and libiscsi's MultipathIO suite passing.
+Without Ceph (or libiscsi) the tests skip, except under ``CI`` where that is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyiscsi.initiator import client
+from pyiscsi.initiator.errors import ScsiCommandError
+from pyiscsi.proto.wire import TmfFunction
+from pyiscsi.scsi.port import derived_port_number
+
+from .conftest import PEERS, Server, require, start_server, stop_server
+
+pytestmark = pytest.mark.interop
+
+IQN = "iqn.2026-11.org.pyiscsi:gateways"
+CEPH_TOOLS = ("ceph-mon", "ceph-osd", "ceph")
+
+
+def _missing(message: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def ceph_conf() -> Iterator[str]:
+    """A one-OSD cluster with a private directory and monitor port; its ceph.conf."""
+    script = PEERS / "micro-ceph.sh"
+    if not script.exists():
+        _missing(f"{script} is missing")
+    for tool in CEPH_TOOLS:
+        if shutil.which(tool) is None:
+            _missing(f"{tool} is not installed (apt-get install --no-install-recommends "
+                     "ceph-mon ceph-osd ceph-common librbd1 librados2)")
+    directory = Path(tempfile.mkdtemp(prefix="pyiscsi-gw-ceph-", dir="/tmp"))
+    port = 52000 + (os.getpid() % 40) * 220  # msgr2; msgr1 +1; daemons +10..+200
+    env = {**os.environ, "CEPH_DIR": str(directory), "CEPH_MON_PORT": str(port),
+           "CEPH_WITH_MGR": "0"}
+    start = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True,
+                           text=True, timeout=180)
+    try:
+        assert start.returncode == 0, f"micro-ceph did not start:\n{start.stdout}{start.stderr}"
+        yield str(directory / "ceph.conf")
+    finally:
+        subprocess.run(["bash", str(script), "stop"], env={**env, "FAST": "1"},
+                       capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def gateways(ceph_conf: str, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[tuple[Server, Server]]:
+    """Gateway A and gateway B: the same target name and image, each on its own free port."""
+    spec = f"rbd:rbd/gw{os.getpid()},size=64MiB,conf={ceph_conf}"
+    servers: list[Server] = []
+    try:
+        for name in ("a", "b"):
+            servers.append(start_server(tmp_path_factory.mktemp(name), "--portal",
+                                        "127.0.0.1:0", "--target", IQN, "--lun", spec,
+                                        "--admin-socket", "off"))
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            assert stop_server(server) == 0
+
+
+def port_of(server: Server) -> int:
+    return int(server.url.split("/")[2].rsplit(":", 1)[1])
+
+
+def run(coro: object) -> object:
+    assert asyncio.iscoroutine(coro)
+    return asyncio.run(coro)
+
+
+def designators(page: bytes) -> dict[tuple[int, int], bytes]:
+    """VPD page 83h: (association, designator type) -> designator."""
+    out, at = {}, 4
+    while at < len(page):
+        out[((page[at + 1] >> 4) & 3, page[at + 1] & 0xF)] = page[at + 4:at + 4 + page[at + 3]]
+        at += 4 + page[at + 3]
+    return out
+
+
+async def port_view(url: str) -> tuple[int, dict[tuple[int, int], bytes], list[str]]:
+    """(TargetPortalGroupTag of the login, VPD 83h designators, SendTargets addresses)."""
+    async with await client.connect(url) as lun:
+        tpgt = lun.session.params.target_portal_group_tag
+        buf = bytearray(255)
+        await lun.execute(bytes.fromhex("12018300ff00"), data_in=buf)
+    portal = url.split("/")[2]
+    ((_, addresses),) = await client.discover(portal)
+    return tpgt, designators(bytes(buf[:4 + int.from_bytes(buf[2:4], "big")])), addresses
+
+
+def test_same_lu_identity_through_iscsi_inq(gateways: tuple[Server, Server]) -> None:
+    inq = require("iscsi-inq")
+    seen = []
+    for server in gateways:
+        serial = subprocess.run([inq, "-e", "1", "-c", "128", server.url], capture_output=True,
+                                text=True, errors="replace", timeout=30)
+        ids = subprocess.run([inq, "-e", "1", "-c", "131", server.url], capture_output=True,
+                             text=True, errors="replace", timeout=30)
+        assert serial.returncode == 0 and ids.returncode == 0, serial.stderr + ids.stderr
+        (number,) = re.findall(r"Unit Serial Number:\[(\w+)\]", serial.stdout)
+        # the LU's own designators (association 0): T10 vendor id and NAA
+        lu_part = ids.stdout[ids.stdout.index("Association:(0) LOGICAL_UNIT"):]
+        seen.append((number, lu_part))
+    assert seen[0] == seen[1]
+    assert "Designator Type:(3) NAA" in seen[0][1]
+
+
+def test_same_naa_different_target_ports(gateways: tuple[Server, Server]) -> None:
+    views = [run(port_view(server.url)) for server in gateways]
+    (tpgt_a, ids_a, addr_a), (tpgt_b, ids_b, addr_b) = views  # type: ignore[misc]
+    assert ids_a[(0, 3)] == ids_b[(0, 3)]  # NAA
+    assert ids_a[(0, 1)] == ids_b[(0, 1)]  # T10 vendor id + serial
+    for tpgt, ids, addresses, server in ((tpgt_a, ids_a, addr_a, gateways[0]),
+                                         (tpgt_b, ids_b, addr_b, gateways[1])):
+        expected = derived_port_number("127.0.0.1", port_of(server))  # the documented rule
+        assert tpgt == expected
+        assert int.from_bytes(ids[(1, 5)], "big") == expected  # target port group
+        assert int.from_bytes(ids[(1, 4)], "big") == expected  # relative target port
+        assert addresses == [f"127.0.0.1:{port_of(server)},{expected}"]
+    assert tpgt_a != tpgt_b
+    assert ids_a[(1, 4)] != ids_b[(1, 4)]
+
+
+def test_write_through_a_reads_back_through_b(gateways: tuple[Server, Server]) -> None:
+    payload = os.urandom(64 * 512)
+
+    async def go() -> bytes:
+        async with await client.connect(gateways[0].url) as a:
+            await a.write(100, payload)
+        async with await client.connect(gateways[1].url) as b:
+            return bytes(await b.read(100, 64))
+
+    assert run(go()) == payload
+
+
+def test_lun_reset_on_a_is_a_unit_attention_on_b(gateways: tuple[Server, Server]) -> None:
+    async def go() -> tuple[int, ScsiCommandError | None]:
+        async with await client.connect(gateways[1].url) as b:
+            b.session.unit_attention_retries = 1  # see the attentions, do not retry them
+            for _ in range(4):  # whatever earlier tests left pending
+                try:
+                    await b.test_unit_ready()
+                    break
+                except ScsiCommandError:
+                    continue
+            async with await client.connect(gateways[0].url) as a:
+                response = await a.session.task_management(TmfFunction.LOGICAL_UNIT_RESET)
+            try:
+                await b.test_unit_ready()
+            except ScsiCommandError as exc:
+                return response, exc
+            return response, None
+
+    response, error = run(go())  # type: ignore[misc]
+    assert response == 0  # Function complete
+    assert error is not None and error.sense is not None
+    assert (error.sense.key, error.sense.asc, error.sense.ascq) == (0x06, 0x29, 0x03)
+
+
+@pytest.mark.parametrize("cdb", ["16 00 00 00 00 00", "17 00 00 00 00 00",
+                                 "5e 00 00 00 00 00 00 00 ff 00",
+                                 "5f 00 00 00 00 00 00 00 18 00"],
+                         ids=["RESERVE6", "RELEASE6", "PRIN", "PROUT"])
+def test_reservations_are_refused(gateways: tuple[Server, Server], cdb: str) -> None:
+    raw = bytes.fromhex(cdb.replace(" ", ""))
+
+    async def go(url: str) -> ScsiCommandError:
+        async with await client.connect(url) as lun:
+            out = bytes(24) if raw[0] == 0x5F else None
+            data_in = bytearray(255) if raw[0] == 0x5E else None
+            with pytest.raises(ScsiCommandError) as exc:
+                await lun.execute(raw, data_in=data_in, data_out=out)
+            return exc.value
+
+    for server in gateways:
+        error = run(go(server.url))
+        assert isinstance(error, ScsiCommandError) and error.sense is not None
+        assert (error.sense.key, error.sense.asc, error.sense.ascq) == (0x05, 0x20, 0x00)
+
+
+def test_multipath_io_suite(gateways: tuple[Server, Server], tmp_path: Path) -> None:
+    require("iscsi-test-cu")
+    out = subprocess.run(["bash", str(PEERS / "conformance.sh"), gateways[0].url,
+                          "SCSI.MultipathIO"], capture_output=True, text=True, errors="replace",
+                         timeout=700, env={**os.environ, "URL2": gateways[1].url,
+                                           "OUTDIR": str(tmp_path / "conformance")})
+    m = re.search(r"(\d+) passed, (\d+) failed \((\d+) really passed, (\d+) skipped", out.stdout)
+    assert m, out.stdout + out.stderr
+    assert (int(m[2]), int(m[3]), int(m[4])) == (0, 4, 0), out.stdout
+    assert out.returncode == 0

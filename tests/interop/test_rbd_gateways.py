@@ -15,8 +15,9 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.interop
 
 IQN = "iqn.2026-11.org.pyiscsi:gateways"
 CEPH_TOOLS = ("ceph-mon", "ceph-osd", "ceph")
+T = TypeVar("T")
 
 
 def _missing(message: str) -> None:
@@ -84,8 +86,7 @@ def port_of(server: Server) -> int:
     return int(server.url.split("/")[2].rsplit(":", 1)[1])
 
 
-def run(coro: object) -> object:
-    assert asyncio.iscoroutine(coro)
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
@@ -128,7 +129,7 @@ def test_same_lu_identity_through_iscsi_inq(gateways: tuple[Server, Server]) -> 
 
 def test_same_naa_different_target_ports(gateways: tuple[Server, Server]) -> None:
     views = [run(port_view(server.url)) for server in gateways]
-    (tpgt_a, ids_a, addr_a), (tpgt_b, ids_b, addr_b) = views  # type: ignore[misc]
+    (tpgt_a, ids_a, addr_a), (tpgt_b, ids_b, addr_b) = views
     assert ids_a[(0, 3)] == ids_b[(0, 3)]  # NAA
     assert ids_a[(0, 1)] == ids_b[(0, 1)]  # T10 vendor id + serial
     for tpgt, ids, addresses, server in ((tpgt_a, ids_a, addr_a, gateways[0]),
@@ -172,7 +173,7 @@ def test_lun_reset_on_a_is_a_unit_attention_on_b(gateways: tuple[Server, Server]
                 return response, exc
             return response, None
 
-    response, error = run(go())  # type: ignore[misc]
+    response, error = run(go())
     assert response == 0  # Function complete
     assert error is not None and error.sense is not None
     assert (error.sense.key, error.sense.asc, error.sense.ascq) == (0x06, 0x29, 0x03)
@@ -209,3 +210,43 @@ def test_multipath_io_suite(gateways: tuple[Server, Server], tmp_path: Path) -> 
     assert m, out.stdout + out.stderr
     assert (int(m[2]), int(m[3]), int(m[4])) == (0, 4, 0), out.stdout
     assert out.returncode == 0
+
+
+def test_event_links_ignore_their_own_notifies_and_never_rebroadcast(ceph_conf: str) -> None:
+    """Two links on one events object, as two gateways: a publish reaches the other LU
+    once, the publisher's own watch ignores it, and what was received goes nowhere."""
+    from pyiscsi.backstore.memory import MemoryStore
+    from pyiscsi.ceph.librados import Cluster
+    from pyiscsi.scsi.lun import LogicalUnit
+    from pyiscsi.scsi.task import Nexus
+    from pyiscsi.transport.lu_watch import open_link
+
+    async def go() -> tuple[int, int, int, int, str | None]:
+        loop = asyncio.get_running_loop()
+        options = {"admin_socket": ""}
+        clusters = [Cluster(ceph_conf, options=options) for _ in range(2)]
+        lus = [LogicalUnit(0, MemoryStore(1 << 20), IQN) for _ in range(2)]
+        nexus = Nexus("iqn.2026-11.org.example:host", 1)
+        for lu in lus:
+            lu.attentions.join(nexus)
+        links = [open_link(lu, cluster, "rbd", f"links{os.getpid()}", loop)
+                 for lu, cluster in zip(lus, clusters, strict=True)]
+        try:
+            delivery = lus[0].attention_everywhere(0x29, 0x03)
+            assert delivery is not None
+            done = loop.create_future()
+            delivery.waiters = [lambda _: done.set_result(None)]
+            await asyncio.wait_for(done, 30)
+            await asyncio.sleep(0.5)  # a re-broadcast, were there one, would arrive by now
+            return (links[0].received, links[1].received, lus[0].attentions.pending(nexus),
+                    lus[1].attentions.pending(nexus), delivery.error)
+        finally:
+            for link in links:
+                link.close()
+            for cluster in clusters:
+                cluster.shutdown()
+
+    received_a, received_b, pending_a, pending_b, error = run(go())
+    assert (received_a, received_b) == (0, 1)
+    assert (pending_a, pending_b) == (1, 1)  # one unit attention on each side, no echo
+    assert error is None

@@ -22,6 +22,14 @@ PEERS = Path(os.environ.get("PYISCSI_PEERS", Path(__file__).resolve().parents[3]
 IQN = "iqn.2026-11.org.pyiscsi:disk"
 
 
+def tpgt(portal: str) -> int:
+    """The TPGT a ``serve`` whose first portal is ``host:port`` derives (README: Two gateways)."""
+    from pyiscsi.scsi.port import derived_port_number
+
+    host, _, port = portal.rpartition(":")
+    return derived_port_number(host.strip("[]"), int(port))
+
+
 def require(tool: str) -> str:
     """Path of a peer tool; fails in CI, skips elsewhere, when it is missing."""
     path = shutil.which(tool) or (str(PEERS / tool) if (PEERS / tool).exists() else None)

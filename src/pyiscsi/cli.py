@@ -265,7 +265,6 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
     from .scsi.port import derived_port
     from .target.catalog import Catalog
     from .target.server import TargetServer, write_stats
-    from .transport.lu_watch import open_links
 
     assert isinstance(catalog, Catalog)
     gateway = gateway or {}
@@ -282,7 +281,7 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
         catalog.set_port(derived_port(*bound[0], group=tpgt, relative_id=relative_id))
     loop = asyncio.get_running_loop()
     try:  # shared LUs on a cluster: unit attentions reach the other gateways
-        links = open_links(catalog, loop, server.poke)
+        server.open_event_links()
     except OSError as exc:
         await server.stop()
         _close_stores(catalog)
@@ -315,8 +314,6 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
         if reloader is not None:
             await reloader.close()
         await server.stop()
-        for link in links:
-            link.close()
         if stats_path:
             write_stats(stats_path, server.stats)
         _close_stores(catalog)

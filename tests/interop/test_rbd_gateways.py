@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -250,3 +251,46 @@ def test_event_links_ignore_their_own_notifies_and_never_rebroadcast(ceph_conf: 
     assert (received_a, received_b) == (0, 1)
     assert (pending_a, pending_b) == (1, 1)  # one unit attention on each side, no echo
     assert error is None
+
+
+def test_a_lun_added_live_joins_the_events(gateways: tuple[Server, Server], ceph_conf: str,
+                                           tmp_path: Path) -> None:
+    """A third gateway gets the image as LUN 1 through ``pyiscsi admin add-lun``: a LUN
+    RESET through gateway A reaches it; once removed, its link is gone with it."""
+    sock = tmp_path / "admin.sock"
+    third = start_server(tmp_path, "--portal", "127.0.0.1:0", "--target", IQN,
+                         "--lun", "ram:1MiB", "--admin-socket", str(sock))
+    spec = f"rbd:rbd/gw{os.getpid()},conf={ceph_conf}"
+
+    def admin(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "pyiscsi.cli", "admin", "--socket",
+                               str(sock), *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+
+    async def attention_after_reset(url: str) -> tuple[int, int, int] | None:
+        async with await client.connect(url) as c:
+            c.session.unit_attention_retries = 1
+            for _ in range(4):  # the login's and the new LUN's attentions
+                try:
+                    await c.test_unit_ready()
+                    break
+                except ScsiCommandError:
+                    continue
+            async with await client.connect(gateways[0].url) as a:
+                assert await a.session.task_management(TmfFunction.LOGICAL_UNIT_RESET) == 0
+            try:
+                await c.test_unit_ready()
+            except ScsiCommandError as exc:
+                assert exc.sense is not None
+                return exc.sense.key, exc.sense.asc, exc.sense.ascq
+            return None
+
+    try:
+        admin("add-lun", IQN, spec)
+        url = third.url.rsplit("/", 1)[0] + "/1"
+        assert run(attention_after_reset(url)) == (0x06, 0x29, 0x03)
+        admin("remove-lun", IQN, "1")
+        log = (tmp_path / "serve.log").read_text()
+        assert "Traceback" not in log, log
+    finally:
+        assert stop_server(third) == 0

@@ -165,10 +165,14 @@ class Reloader:
                 targets.append(build_target(t))
             for name, lun in changes.added_luns:
                 luns.append((name, open_lun(name, lun)))
+            for lu in [lu for _, lu in luns] + [lu for t in targets for lu in t.luns.values()]:
+                server.attach_events(lu)  # a shared RBD LU: unit attentions across gateways
             for portal in changes.listen:
                 await server.listen(portal)
                 listening.append(portal)
         except BaseException:
+            for lu in [lu for _, lu in luns] + [lu for t in targets for lu in t.luns.values()]:
+                server.detach_events(lu)
             for target in targets:
                 close_target(target)
             for _, lu in luns:
@@ -207,6 +211,7 @@ class Reloader:
     async def _retire(self, lu: LogicalUnit) -> None:
         """Close a removed LU's store once no store work uses it (its aborted tasks' work
         may still run on a worker)."""
+        self.server.detach_events(lu)
         runner = self.server.store_runner
         while runner is not None and runner.uses(lu.store):
             await asyncio.sleep(0.02)

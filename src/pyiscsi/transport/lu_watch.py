@@ -175,25 +175,50 @@ def open_link(lu: LogicalUnit, cluster: Cluster, pool: str, image: str,
     return link
 
 
-def open_links(catalog: Catalog, loop: asyncio.AbstractEventLoop,
-               flush: Callable[[], None] = lambda: None) -> list[RadosEventLink]:
-    """A link for every shared LU whose store is an RBD image (OSError, the
-    links opened so far closed, when one cannot watch). A shared LU on another store (a
-    ``file:`` LUN with ``shared``) has none: its unit attentions stay on this gateway."""
-    links: list[RadosEventLink] = []
-    try:
-        for target in catalog.targets.values():
-            for lu in target.luns.values():
-                store = lu.store
-                if lu.shared and isinstance(store, RbdStore):
-                    links.append(open_link(lu, store.cluster, store.spec.pool,
-                                           store.spec.image, loop, flush))
-                elif lu.shared:
-                    log.warning("LUN %d of %s is shared but its store is not in a cluster: "
-                                "its unit attentions stay on this gateway", lu.number,
-                                target.name)
-    except BaseException:
-        for link in links:
+class EventLinks:
+    """The links of a server's shared LUs: opened at start and when a LU is added (a reload,
+    ``pyiscsi admin add-lun``), closed when it is removed and at the end."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 flush: Callable[[], None] = lambda: None) -> None:
+        self.loop = loop
+        self.flush = flush
+        self._links: dict[int, RadosEventLink] = {}
+        """By ``id`` of their LU."""
+
+    def attach(self, lu: LogicalUnit) -> None:
+        """Open ``lu``'s link if it is shared and its store is an RBD image (CephError, an
+        OSError, when it cannot watch). A shared LU on another store (a ``file:`` LUN with
+        ``shared``) has none: its unit attentions stay on this gateway."""
+        if id(lu) in self._links or not lu.shared:
+            return
+        store = lu.store
+        if isinstance(store, RbdStore):
+            self._links[id(lu)] = open_link(lu, store.cluster, store.spec.pool,
+                                            store.spec.image, self.loop, self.flush)
+        else:
+            log.warning("LUN %d of %s is shared but its store is not in a cluster: its "
+                        "unit attentions stay on this gateway", lu.number, lu.target_name)
+
+    def attach_all(self, catalog: Catalog) -> None:
+        """Every LU of ``catalog`` (OSError: none stays open)."""
+        try:
+            for target in catalog.targets.values():
+                for lu in target.luns.values():
+                    self.attach(lu)
+        except BaseException:
+            self.close()
+            raise
+
+    def detach(self, lu: LogicalUnit) -> None:
+        link = self._links.pop(id(lu), None)
+        if link is not None:
             link.close()
-        raise
-    return links
+
+    def __len__(self) -> int:
+        return len(self._links)
+
+    def close(self) -> None:
+        for link in self._links.values():
+            link.close()
+        self._links.clear()

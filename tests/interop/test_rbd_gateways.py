@@ -294,3 +294,19 @@ def test_a_lun_added_live_joins_the_events(gateways: tuple[Server, Server], ceph
         assert "Traceback" not in log, log
     finally:
         assert stop_server(third) == 0
+
+
+def test_explicit_tpgt_and_relative_port_id(tmp_path: Path) -> None:
+    """``--tpgt`` / ``--relative-port-id`` replace the derived numbers everywhere."""
+    srv = start_server(tmp_path, "--portal", "127.0.0.1:0", "--lun", "ram:1MiB",
+                       "--tpgt", "300", "--relative-port-id", "400", "--admin-socket", "off")
+    try:
+        tag, ids, addresses = run(port_view(srv.url))
+        assert tag == 300 and addresses == [f"127.0.0.1:{port_of(srv)},300"]
+        assert int.from_bytes(ids[(1, 5)], "big") == 300
+        assert int.from_bytes(ids[(1, 4)], "big") == 400
+    finally:
+        assert stop_server(srv) == 0
+    bad = subprocess.run([sys.executable, "-m", "pyiscsi.cli", "serve", "--tpgt", "0"],
+                         capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert bad.returncode == 2 and "--tpgt" in bad.stderr

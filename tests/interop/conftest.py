@@ -108,3 +108,11 @@ def server(tmp_path: Path) -> Iterator[Server]:
     srv = start_server(tmp_path, "--portal", "127.0.0.1:0", "--lun", "ram:64MiB")
     yield srv
     assert stop_server(srv) == 0
+
+
+@pytest.fixture(scope="session")
+def ceph_conf() -> Iterator[str]:
+    """One throw-away Ceph cluster for the session's RBD tests (:mod:`.ceph`)."""
+    from .ceph import micro_ceph
+
+    yield from micro_ceph()

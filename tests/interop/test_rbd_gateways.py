@@ -4,24 +4,26 @@ They must be one logical unit seen through two target ports: the same serial and
 designator, different TPGT and relative target port identifier, data written through one
 read back through the other, a LOGICAL UNIT RESET through one a unit attention on the
 other's sessions, reservations refused on both, and libiscsi's MultipathIO suite passing.
-Without Ceph (or libiscsi) the tests skip, except under ``CI`` where that is a failure.
+The cluster is the session's (``ceph_conf`` in conftest, :mod:`.ceph`): without Ceph (or
+libiscsi) the tests skip, except under ``CI`` where that is a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from pyiscsi.ceph import librados, librbd
+from pyiscsi.ceph.errors import CephError
 from pyiscsi.initiator import client
 from pyiscsi.initiator.errors import ScsiCommandError
 from pyiscsi.proto.wire import TmfFunction
@@ -32,45 +34,15 @@ from .conftest import PEERS, Server, require, start_server, stop_server
 pytestmark = pytest.mark.interop
 
 IQN = "iqn.2026-11.org.pyiscsi:gateways"
-CEPH_TOOLS = ("ceph-mon", "ceph-osd", "ceph")
 T = TypeVar("T")
-
-
-def _missing(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="module")
-def ceph_conf() -> Iterator[str]:
-    """A one-OSD cluster with a private directory and monitor port; its ceph.conf."""
-    script = PEERS / "micro-ceph.sh"
-    if not script.exists():
-        _missing(f"{script} is missing")
-    for tool in CEPH_TOOLS:
-        if shutil.which(tool) is None:
-            _missing(f"{tool} is not installed (apt-get install --no-install-recommends "
-                     "ceph-mon ceph-osd ceph-common librbd1 librados2)")
-    directory = Path(tempfile.mkdtemp(prefix="pyiscsi-gw-ceph-", dir="/tmp"))
-    port = 52000 + (os.getpid() % 40) * 220  # msgr2; msgr1 +1; daemons +10..+200
-    env = {**os.environ, "CEPH_DIR": str(directory), "CEPH_MON_PORT": str(port),
-           "CEPH_WITH_MGR": "0"}
-    start = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True,
-                           text=True, timeout=180)
-    try:
-        assert start.returncode == 0, f"micro-ceph did not start:\n{start.stdout}{start.stderr}"
-        yield str(directory / "ceph.conf")
-    finally:
-        subprocess.run(["bash", str(script), "stop"], env={**env, "FAST": "1"},
-                       capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
 def gateways(ceph_conf: str, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[tuple[Server, Server]]:
     """Gateway A and gateway B: the same target name and image, each on its own free port."""
-    spec = f"rbd:rbd/gw{os.getpid()},size=64MiB,conf={ceph_conf}"
+    image = f"gw{os.getpid()}"
+    spec = f"rbd:rbd/{image},size=64MiB,conf={ceph_conf}"
     servers: list[Server] = []
     try:
         for name in ("a", "b"):
@@ -81,6 +53,11 @@ def gateways(ceph_conf: str, tmp_path_factory: pytest.TempPathFactory
     finally:
         for server in servers:
             assert stop_server(server) == 0
+        with librados.Cluster(ceph_conf) as cluster:  # a full memstore OSD pauses writes
+            ioctx = cluster.ioctx("rbd")
+            with contextlib.suppress(CephError):
+                librbd.remove(ioctx, image)
+            ioctx.close()
 
 
 def port_of(server: Server) -> int:

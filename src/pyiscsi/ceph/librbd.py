@@ -55,6 +55,7 @@ class ImageInfo(ctypes.Structure):
 
 _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "rbd_create": (c_int, [c_void_p, c_char_p, c_uint64, P(c_int)]),
+    "rbd_remove": (c_int, [c_void_p, c_char_p]),
     "rbd_open": (c_int, [c_void_p, c_char_p, P(c_void_p), c_char_p]),
     "rbd_close": (c_int, [c_void_p]),
     "rbd_stat": (c_int, [c_void_p, P(ImageInfo), c_size_t]),
@@ -63,6 +64,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "rbd_aio_release": (None, [c_void_p]),
     "rbd_aio_get_return_value": (c_ssize_t, [c_void_p]),
     "rbd_aio_wait_for_complete": (c_int, [c_void_p]),
+    "rbd_aio_is_complete": (c_int, [c_void_p]),
     "rbd_aio_read": (c_int, [c_void_p, c_uint64, c_size_t, c_void_p, c_void_p]),
     "rbd_aio_readv": (c_int, [c_void_p, P(IoVec), c_int, c_uint64, c_void_p]),
     "rbd_aio_writev": (c_int, [c_void_p, P(IoVec), c_int, c_uint64, c_void_p]),
@@ -100,6 +102,11 @@ def create(ioctx: IoCtx, name: str, size: int, order: int = 0) -> None:
     lib = library()
     check("rbd_create", lib.rbd_create(ioctx.handle, name.encode(), size,
                                        ctypes.byref(c_int(order))), name)
+
+
+def remove(ioctx: IoCtx, name: str) -> None:
+    """Remove image ``name`` (ENOENT if absent, EBUSY while it is open with watchers)."""
+    check("rbd_remove", library().rbd_remove(ioctx.handle, name.encode()), name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +255,9 @@ class Image:
         ret = self.lib.rbd_aio_get_return_value(comp)
         self.lib.rbd_aio_release(comp)
         return int(ret)
+
+    def is_complete(self, comp: int) -> bool:
+        return bool(self.lib.rbd_aio_is_complete(comp))
 
     def wait(self, comp: int) -> None:
         self.lib.rbd_aio_wait_for_complete(comp)

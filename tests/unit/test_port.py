@@ -72,3 +72,16 @@ def test_catalog_port_reaches_vpd_83_login_and_sendtargets() -> None:
     late = LogicalUnit(1, MemoryStore(1 << 20), "iqn.2026-11.org.example:t")
     catalog.add_lun("iqn.2026-11.org.example:t", late)
     assert late.port == TargetPort(300, 4000)
+
+
+def test_status_snapshot_shows_the_port_and_sharing() -> None:
+    from pyiscsi.target import status
+
+    lu = LogicalUnit(0, MemoryStore(1 << 20), "iqn.2026-11.org.example:t", shared=True)
+    catalog = Catalog([Target("iqn.2026-11.org.example:t", {0: lu})])
+    catalog.set_port(TargetPort(12, 34))
+    snap = status.snapshot(catalog)
+    assert snap["target_port"] == {"tpgt": 12, "relative_port_id": 34}
+    (entry,) = snap["targets"][0]["luns"]
+    assert entry["shared"] is True and entry["events_linked"] is False
+    assert entry["serial"] == lu.serial

@@ -22,18 +22,12 @@ from pyiscsi.ceph import librados, librbd
 from pyiscsi.ceph.errors import CephError
 from pyiscsi.initiator import blocking
 
-from .ceph import micro_ceph
 from .conftest import Server, require, start_server, stop_server
 from .test_libiscsi import conformance, run
 
 pytestmark = pytest.mark.interop
 
 MiB = 1 << 20
-
-
-@pytest.fixture(scope="session")
-def ceph_conf() -> Iterator[str]:
-    yield from micro_ceph()
 
 
 @pytest.fixture

@@ -45,6 +45,10 @@ class BackingStore(abc.ABC):
     read_only: bool
     name: str
     """Human-readable identity (path or ``ram``), used in logs and the serial number."""
+    stable_name: str | None = None
+    """A name the same storage has wherever it is opened (an image in a cluster, e.g.
+    ``rbd:POOL/IMAGE``), or None (local storage). When set, the LU identity derives from it
+    alone (every gateway exporting it agrees) and the LU is shared by default."""
 
     grow_needs_quiet = False
     """Whether :meth:`grow` must not run while store work on a worker uses the store."""

@@ -111,6 +111,7 @@ class RbdStore(BackingStore):
         self.block_size = block_size
         self.read_only = read_only
         self.name = f"rbd:{spec.pool}/{spec.image}"
+        self.stable_name = self.name  # every gateway of the image: one LU identity, shared
         options = {"rbd_cache": "false", "rbd_disable_zero_copy_writes": "false",
                    "rbd_skip_partial_discard": "false"}
         self.cluster = librados.Cluster(spec.conf, spec.client, options=options,

@@ -2,7 +2,10 @@
 
 ``ram:SIZE``, ``file:PATH[,size=SIZE]`` or ``rbd:POOL/IMAGE[,size=SIZE][,conf=PATH]
 [,id=CLIENT][,timeout=SECONDS]`` (a Ceph RBD image, created when missing and ``size=`` is
-given), with the flag ``ro`` and the key ``bs=N`` (512, 1024, 2048 or 4096). ``PATH`` is
+given), with the flag ``ro``, the key ``bs=N`` (512, 1024, 2048 or 4096) and ``shared`` /
+``shared=yes|no``: whether more than one gateway exports the LU (default: yes for a store
+with a cluster-wide name, an ``rbd:`` image; no otherwise; a shared LU refuses reservations,
+see :mod:`pyiscsi.scsi.dispatch`). ``PATH`` is
 a regular file or a block device (whose size is its own: ``size=`` must then equal it).
 Sizes are bytes or a number with K/M/G/T (or KiB/MiB/GiB/TiB), all powers of 1024. Every
 mistake is a :class:`ValueError` with a one-line message.
@@ -54,6 +57,8 @@ class LunSpec:
     """``rbd``: the cephx client id (None: ``admin``)."""
     timeout: int | None = None
     """``rbd``: seconds before a cluster operation fails (None: 30)."""
+    shared: bool | None = None
+    """``shared``/``shared=yes|no`` given; None: the store's default."""
 
 
 def _parse_bs(text: str) -> int:
@@ -88,6 +93,8 @@ def parse_lun_spec(text: str) -> LunSpec:
         seen.add(key)
         if key == "ro" and not eq:
             values["read_only"] = True
+        elif key == "shared" and not eq:
+            values["shared"] = True
         elif eq and key in allowed:
             field, convert = allowed[key]
             try:
@@ -131,7 +138,16 @@ def _parse_text(text: str) -> str:
     return text
 
 
-_COMMON: dict[str, tuple[str, Callable[[str], object]]] = {"bs": ("block_size", _parse_bs)}
+def _parse_yes_no(text: str) -> bool:
+    answer = {"yes": True, "no": False}.get(text.strip().lower())
+    if answer is None:
+        raise ValueError(f"bad shared={text!r}: yes or no")
+    return answer
+
+
+_COMMON: dict[str, tuple[str, Callable[[str], object]]] = {
+    "bs": ("block_size", _parse_bs), "shared": ("shared", _parse_yes_no),
+}
 _KEYS: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
     "ram": _COMMON,
     "file": {**_COMMON, "size": ("size", parse_size)},
@@ -219,4 +235,6 @@ def format_lun_spec(spec: LunSpec) -> str:
             text += f",size={format_size(spec.size)}"
     if spec.block_size != 512:
         text += f",bs={spec.block_size}"
+    if spec.shared is not None:
+        text += f",shared={'yes' if spec.shared else 'no'}"
     return text + (",ro" if spec.read_only else "")

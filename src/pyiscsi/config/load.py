@@ -65,7 +65,9 @@ NEGOTIATION_RANGES: dict[str, tuple[int, int]] = {
 }
 NEGOTIATION_FLAGS = ("immediate_data", "initial_r2t")
 
-_TOP_KEYS = ("target", "limits", "discovery", "ceph_conf")
+_TOP_KEYS = ("target", "limits", "discovery", "ceph_conf", "gateway")
+GATEWAY_KEYS = ("tpgt", "relative_port_id")
+"""``[gateway]``: this process's target port (:mod:`pyiscsi.scsi.port`); 1..65535 each."""
 _TARGET_KEYS = ("name", "portals", "luns", "lun", "allow", "chap", "mutual_chap", "alias",
                 "negotiation")
 _CHAP_KEYS = ("user", "secret", "secret_file")
@@ -215,7 +217,21 @@ class _Checker:
         limits = self.limits(data.get("limits", {}))
         self.burst_check(targets, dict(limits))
         discovery = self.discovery(data.get("discovery", {}))
-        return Config(self.path, tuple(targets), limits, discovery)
+        return Config(self.path, tuple(targets), limits, discovery,
+                      self.gateway(data.get("gateway", {})))
+
+    def gateway(self, value: object) -> tuple[tuple[str, int], ...]:
+        table = self.table(value, "gateway")
+        if table is None:
+            return ()
+        self.keys(table, "gateway", GATEWAY_KEYS)
+        out: list[tuple[str, int]] = []
+        for name in GATEWAY_KEYS:
+            if name in table:
+                number = self.number(table[name], f"gateway.{name}", 1, 65535)
+                if number is not None:
+                    out.append((name, int(number)))
+        return tuple(out)
 
     def limits(self, value: object) -> tuple[tuple[str, int | float], ...]:
         table = self.table(value, "limits")

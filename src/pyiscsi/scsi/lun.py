@@ -1,9 +1,11 @@
 """A logical unit: a backing store plus its identity and the limits it advertises.
 
 The identity (unit serial number, NAA designator) is derived stably from the target name,
-the LUN and the store's name, so it survives restarts (SPC-4 §7.8.6); a serial given by the
-caller (a configuration file's stored one) replaces it, and the NAA designator then
-derives from that serial alone, so the LU keeps both wherever it is numbered or served. The
+the LUN and the store's name, so it survives restarts (SPC-4 §7.8.6); a store with a
+cluster-wide name (an RBD image: :attr:`BackingStore.stable_name`) gives it alone, so every
+gateway exporting it agrees; a serial given by the caller (a configuration file's stored
+one) replaces both, and the NAA designator then derives from that serial alone, so the LU
+keeps both wherever it is numbered or served. The
 limits are the single source for both the Block Limits VPD page (SBC-3 §6.5.3) and the
 handlers' checks.
 """
@@ -18,6 +20,8 @@ from pathlib import Path
 from ..backstore.base import BackingStore
 from .busy import BusyRanges
 from .iostats import IoStats
+from .lu_events import SHARED_ATTENTIONS, Delivery, EventLink, LuEvent, UnitAttentionEvent
+from .port import TargetPort
 from .reservations import Reservations
 from .sanitize import SanitizeState
 from .sense import Asc
@@ -31,12 +35,16 @@ PYISCSI_OUI = 0x024953
 
 
 def identity(target_name: str, number: int, store_name: str,
-             serial: str | None = None) -> tuple[str, bytes]:
+             serial: str | None = None, stable_name: str | None = None) -> tuple[str, bytes]:
     """(unit serial number, NAA designator) of a logical unit. Without ``serial``: derived
-    from the target name, the LUN and the store's name (16 hex digits); with one: that serial,
-    and an NAA designator derived from it alone."""
+    from the store's ``stable_name`` alone when it has one (an image in a cluster: every
+    gateway agrees, whatever target or LUN number it is served as), else from the target
+    name, the LUN and the store's name (16 hex digits); with ``serial``: that serial, and an
+    NAA designator derived from it alone."""
     if serial is None:
-        digest = hashlib.sha256(f"{target_name}\0{number}\0{store_name}".encode()).digest()
+        source = (f"pyiscsi store\0{stable_name}" if stable_name is not None
+                  else f"{target_name}\0{number}\0{store_name}")
+        digest = hashlib.sha256(source.encode()).digest()
         serial = digest[:8].hex().upper()
     else:
         if not SERIAL.fullmatch(serial):
@@ -86,7 +94,8 @@ class LogicalUnit:
     and the pace keeps other logical units at their speed (SBC-4 §4.11)."""
 
     def __init__(self, number: int, store: BackingStore, target_name: str, *,
-                 sanitize_pace: int | None = None, serial: str | None = None) -> None:
+                 sanitize_pace: int | None = None, serial: str | None = None,
+                 shared: bool | None = None) -> None:
         self.number = number
         self.store = store
         self.target_name = target_name
@@ -117,9 +126,19 @@ class LogicalUnit:
         self.max_atomic_transfer_blocks = min(
             self.max_transfer_blocks, max(1, self.max_atomic_transfer_bytes // self.block_size)
         )
-        self.serial, self.naa = identity(target_name, number, store.name, serial)
+        self.serial, self.naa = identity(target_name, number, store.name, serial,
+                                         store.stable_name)
         """Unit serial number (VPD page 80h) and NAA IEEE Registered Extended designator,
         16 bytes (SPC-4 §7.8.6.6.5)."""
+        self.shared = store.stable_name is not None if shared is None else shared
+        """More than one gateway may export this LU (default: the store has a cluster-wide
+        name). Until reservations are shared between gateways, a shared LU refuses
+        PERSISTENT RESERVE IN/OUT and RESERVE/RELEASE (6) (:mod:`.dispatch`)."""
+        self.port = TargetPort()
+        """The target port this process is (VPD page 83h designators); the catalog sets it."""
+        self.events: EventLink | None = None
+        """Carries unit attentions to the other gateways of a shared LU; None: this process
+        is the only one (:mod:`.lu_events`)."""
         store_path = getattr(store, "path", None)
         self.attentions = UnitAttentions()
         """Pending unit attentions per I_T nexus (resets)."""
@@ -159,7 +178,21 @@ class LogicalUnit:
         self.store.grow(size)
         self.blocks = self.store.size // self.block_size
         change = Asc.CAPACITY_DATA_HAS_CHANGED
-        self.attentions.establish(change.asc, change.ascq)
+        self.attention_everywhere(change.asc, change.ascq)
+
+    def attention_everywhere(self, asc: int, ascq: int) -> Delivery | None:
+        """Establish a unit attention for every I_T nexus of the LU: those of this process
+        at once, those of the other gateways through :attr:`events` (the delivery finishes
+        when they have it; None when there is no link or the attention is not shared,
+        :data:`~.lu_events.SHARED_ATTENTIONS`)."""
+        self.attentions.establish(asc, ascq)
+        if self.events is None or (asc, ascq) not in SHARED_ATTENTIONS:
+            return None
+        return self.events.publish(UnitAttentionEvent(asc, ascq))
+
+    def receive(self, event: LuEvent) -> None:
+        """Another gateway raised ``event``: applied here only, never published again."""
+        self.attentions.establish(event.asc, event.ascq)
 
     @property
     def read_only(self) -> bool:

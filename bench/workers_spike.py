@@ -66,10 +66,16 @@ class Run:
     fio_wall_s: float
     host_busy: float
     per_proc_cpu_s: tuple[float, float]
+    runq_wait_s: float
 
     @property
     def target_cores(self) -> float:
         return self.target_cpu_s / self.window_s
+
+    @property
+    def wait_per_cpu(self) -> float:
+        """Run-queue wait of the targets per second of their CPU (0: never starved)."""
+        return self.runq_wait_s / self.target_cpu_s if self.target_cpu_s else float("nan")
 
     @property
     def us_per_cmd(self) -> float:
@@ -92,13 +98,26 @@ def ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def runq_wait_s(pid: int) -> float:
+    """Seconds the process's threads sat runnable waiting for a CPU (/proc/PID/task/*/schedstat,
+    second field): how much other load on the host starved it."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def host() -> tuple[int, int]:
     with open("/proc/stat") as f:
         parts = [int(x) for x in f.readline().split()[1:]]
     return sum(parts), parts[3] + parts[4]
 
 
-def start(py: str, work: Path, name: str, port: int, lun: str, loop: str) -> subprocess.Popen[bytes]:
+def start(py: str, work: Path, name: str, port: int, lun: str,
+          loop: str) -> subprocess.Popen[bytes]:
     d = work / name
     d.mkdir()
     cmd = [py, "-m", "pyiscsi.cli", "serve", "--loop", loop, "--portal", f"127.0.0.1:{port}",
@@ -159,11 +178,13 @@ def run(fio_bin: str, work: Path, pids: tuple[int, int], ports: tuple[int, int],
     proc, _ = fio(fio_bin, jobs, out, runtime, ramp)
     time.sleep(ramp)
     t0 = [ticks(p) for p in pids]
+    q0 = sum(runq_wait_s(p) for p in pids)
     h0 = host()
     s0 = time.monotonic()
     _, err = proc.communicate()
     s1 = time.monotonic()
     t1 = [ticks(p) for p in pids]
+    q1 = sum(runq_wait_s(p) for p in pids)
     h1 = host()
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -173,7 +194,7 @@ def run(fio_bin: str, work: Path, pids: tuple[int, int], ports: tuple[int, int],
     per = tuple((b - a) / HZ for a, b in zip(t0, t1, strict=True))
     busy = 1 - (h1[1] - h0[1]) / max(1, h1[0] - h0[0])
     return Run(rnd, cfg, w.name, iops, ios, sum(per), s1 - s0, fio_cpu, s1 - w0, busy,
-               (per[0], per[1]))
+               (per[0], per[1]), q1 - q0)
 
 
 def median(xs: list[float]) -> float:
@@ -186,10 +207,12 @@ def report(runs: list[Run], meta: list[str]) -> str:
              "Medians over the rounds. target cores = CPU of both target processes / window; "
              "target us/cmd = that CPU per completed command; fio cores = fio's CPU over its "
              "whole run; host busy = the whole machine's non-idle share (2 cores = 100%; other "
-             "jobs share it).", "",
+             "jobs share it); runq wait/CPU = seconds the target processes sat runnable "
+             "without a CPU per second they ran (/proc/PID/task/*/schedstat): starvation by "
+             "other load.", "",
              "| workload | config | IOPS | two/one | target cores | target us/cmd | "
-             "proc A / B cores | fio cores | fio us/cmd | host busy |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "proc A / B cores | fio cores | fio us/cmd | host busy | runq wait/CPU |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for w in WORKLOADS:
         base = median([r.iops for r in runs if r.workload == w.name and r.config == "one"])
         for c in CONFIGS:
@@ -203,13 +226,15 @@ def report(runs: list[Run], meta: list[str]) -> str:
                 f"{median([r.us_per_cmd for r in rs]):.1f} | {pa:.2f} / {pb:.2f} | "
                 f"{median([r.fio_cores for r in rs]):.2f} | "
                 f"{median([r.fio_us_per_cmd for r in rs]):.1f} | "
-                f"{100 * median([r.host_busy for r in rs]):.0f}% |")
+                f"{100 * median([r.host_busy for r in rs]):.0f}% | "
+                f"{median([r.wait_per_cpu for r in rs]):.2f} |")
     lines += ["", "## Every run", "", "| round | workload | config | IOPS | target cores | "
-              "target us/cmd | fio cores | host busy |", "|---|---|---|---|---|---|---|---|"]
+              "target us/cmd | fio cores | host busy | runq wait/CPU |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r.round} | {r.workload} | {r.config} | {r.iops:,.0f} | "
                      f"{r.target_cores:.2f} | {r.us_per_cmd:.1f} | {r.fio_cores:.2f} | "
-                     f"{100 * r.host_busy:.0f}% |")
+                     f"{100 * r.host_busy:.0f}% | {r.wait_per_cpu:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -250,11 +275,12 @@ def main() -> None:
                     runs.append(r)
                     print(f"round {rnd} {w.name:<20s} {c}: {r.iops:9,.0f} IOPS  target "
                           f"{r.target_cores:.2f} cores {r.us_per_cmd:6.1f} us/cmd  fio "
-                          f"{r.fio_cores:.2f} cores  host busy {100 * r.host_busy:.0f}%",
+                          f"{r.fio_cores:.2f} cores  host busy {100 * r.host_busy:.0f}%  "
+                          f"runq wait/CPU {r.wait_per_cpu:.2f}",
                           flush=True)
         rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, check=False).stdout.strip()
-        load = open("/proc/loadavg").read().split()[:3]
+        load = Path("/proc/loadavg").read_text().split()[:3]
         meta = [f"pyiscsi {rev} on Python {platform.python_version()}, loop {loop}; "
                 f"{os.cpu_count()} CPUs; fio {fio_bin}; LUN file:{image} ({size}, tmpfs); "
                 f"{rounds} rounds x {runtime} s + {ramp} s ramp; load average at the end "

@@ -27,7 +27,7 @@ from ..proto import pdu as P
 from ..proto.errors import LoginFailed, PduRejected, RemoteProtocolError
 from ..proto.framing import DISCARD, PduReceived, Receiver, Route, frame
 from ..proto.login import TargetLogin
-from ..proto.serial import sn_add, sn_le
+from ..proto.serial import sn_add
 from ..proto.wire import (
     BHS_LENGTH,
     RESERVED_TAG,
@@ -437,7 +437,8 @@ class TargetConnection:
         target = self.target
         params = self.params
         if (session is None or target is None or params is None or self._held
-                or cmdsn != session.expcmdsn or not sn_le(cmdsn, session.maxcmdsn)
+                or cmdsn != session.expcmdsn
+                or (session.maxcmdsn - cmdsn) & 0xFFFFFFFF >= 0x80000000  # not sn_le
                 or itt == RESERVED_TAG or itt in self.tasks or self._task_sets.barriers):
             return False
         lun = (lun_field >> 48) & 0x3FFF

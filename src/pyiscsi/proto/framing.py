@@ -101,8 +101,10 @@ class Receiver:
 
     ``staging_size`` bounds the staging reads; payload remainders of at least
     ``direct_threshold`` bytes are received directly into their destination. After a
-    directly placed payload the next header is read exactly (48 bytes plus AHS and digest),
-    so a stream of large Data-Outs is placed entirely directly.
+    directly placed payload of at least ``exact_after`` bytes the next header is read
+    exactly (48 bytes plus AHS and digest), so a stream of large Data-Outs is placed
+    entirely directly. A small SCSI Command that an engine's :attr:`fast` path may take
+    whole is collected whole in staging first (up to ``fast_wait_limit`` bytes).
     """
 
     def __init__(self, router: PayloadRouter, *, max_data_length: int = 8192,

@@ -310,6 +310,22 @@ def test_ping() -> None:
     assert pair.result(task) == b"hello"
 
 
+def test_task_management_lun_reset_and_unknown_lun() -> None:
+    pair = Pair()
+    task = pair.ini.task_management(5, lun=scsi.lun_field(0))  # LOGICAL UNIT RESET
+    pair.pump()
+    assert task.kind is Kind.TMF and pair.result(task) == 0  # Function complete
+    task = pair.ini.task_management(5, lun=scsi.lun_field(9))
+    pair.pump()
+    assert pair.result(task) == 2  # LUN does not exist (RFC 7143 §11.6.1)
+
+
+def test_task_management_needs_full_feature_phase() -> None:
+    pair = Pair(login=False)
+    with pytest.raises(Exception, match="cannot send a TMF"):
+        pair.ini.task_management(5)
+
+
 # ---------------------------------------------------------------- against a hostile target
 
 
@@ -420,7 +436,7 @@ def test_several_r2ts_answered_from_slices_of_the_callers_buffer() -> None:
         pair.deliver(wire(P.R2T(itt=task.itt, ttt=ttt, buffer_offset=offset,
                                 desired_length=8192, **_window(pair))))
     out, payload = pair.ini.take_output()
-    assert payload == 16384
+    assert payload == [0, 16384, 0]  # four 4 KiB Data-Outs
     views = [b for b in out if isinstance(b, memoryview) and b.obj is data.obj]
     assert sum(len(v) for v in views) == 16384  # Data-Out payloads are views, not copies
     headers = [P.decode_bhs(bytes(b)) for b in out if len(b) == 48]
@@ -440,7 +456,7 @@ def test_target_nop_in_with_ttt_gets_a_nop_out_echo() -> None:
     assert bytes(out[1]) == b"ping"
     pair.deliver(wire(P.NopIn(itt=RESERVED_TAG, ttt=RESERVED_TAG, statsn=_statsn(pair),
                               **_window(pair))))
-    assert pair.ini.take_output() == ([], 0)  # no answer wanted
+    assert pair.ini.take_output() == ([], [0, 0, 0])  # no answer wanted
 
 
 def test_reject_fails_the_rejected_command() -> None:

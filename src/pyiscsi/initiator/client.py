@@ -105,10 +105,7 @@ class _Protocol(asyncio.BufferedProtocol):
             return
         if out:
             transport.writelines(out)
-            if self._zero_copy:
-                self.engine.counters.tx_zero_copy += payload
-            else:
-                self.engine.counters.tx_copied += payload
+            self.engine.counters.sent(payload, self._zero_copy)
         if self.engine.close_after_send:
             transport.close()
 
@@ -233,6 +230,15 @@ class Session:
     async def ping(self, data: bytes = b"") -> bytes:
         fut: asyncio.Future[bytes] = self._protocol.loop.create_future()
         self.engine.ping(data, user=fut)
+        self._protocol.schedule_flush()
+        return await fut
+
+    async def task_management(self, function: int, *, lun: int = 0) -> int:
+        """A task management function on LUN ``lun`` (RFC 7143 §11.5, e.g.
+        :attr:`~pyiscsi.proto.wire.TmfFunction.LOGICAL_UNIT_RESET`); its response code
+        (§11.6.1: 0 is Function complete)."""
+        fut: asyncio.Future[int] = self._protocol.loop.create_future()
+        self.engine.task_management(function, lun=scsi.lun_field(lun), user=fut)
         self._protocol.schedule_flush()
         return await fut
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from ..placement.counters import CopyCounters
+from ..placement.counters import CopyCounters, size_bucket
 from ..placement.table import DataPointerTable, PlacementError, TableEntry, TableFull
 from ..proto import pdu as P
 from ..proto.errors import LocalProtocolError, LoginFailed, ProtocolError, RemoteProtocolError
@@ -56,6 +56,7 @@ class Kind(Enum):
     TEXT = "text"
     NOP = "nop"
     LOGOUT = "logout"
+    TMF = "tmf"
 
 
 class Task:
@@ -169,7 +170,7 @@ class InitiatorConnection:
         self._queue: deque[Task] = deque()
         self._events: list[Event] = []
         self._out: list[Buffer] = []
-        self._tx_payload = 0
+        self._tx_payload = [0, 0, 0]  # caller payload bytes to send, by counters.SIZE_BUCKETS
         self._large = 0
         self._route_entry: TableEntry | None = None
         self._route_task: Task | None = None
@@ -206,10 +207,11 @@ class InitiatorConnection:
         events, self._events = self._events, []
         return events
 
-    def take_output(self) -> tuple[list[Buffer], int]:
-        """The buffers to send, and how many of their bytes are caller payload."""
+    def take_output(self) -> tuple[list[Buffer], list[int]]:
+        """The buffers to send, and how many of their bytes are caller payload (by payload
+        size bucket)."""
         out, self._out = self._out, []
-        payload, self._tx_payload = self._tx_payload, 0
+        payload, self._tx_payload = self._tx_payload, [0, 0, 0]
         return out, payload
 
     def connection_lost(self, exc: Exception | None = None) -> list[Event]:
@@ -262,6 +264,21 @@ class InitiatorConnection:
         self._send(P.NopOut(itt=task.itt, ttt=RESERVED_TAG, cmdsn=self.cmdsn,
                             expstatsn=self.exp_statsn, immediate=True,
                             data_length=len(data)), data or None)
+        return task
+
+    def task_management(self, function: int, *, lun: int = 0,
+                        referenced_tag: int = RESERVED_TAG, refcmdsn: int = 0,
+                        user: object = None) -> Task:
+        """An immediate Task Management Function Request (RFC 7143 §11.5; ``lun`` is the
+        8-byte LUN field); its :class:`TaskDone` carries the response code (§11.6.1)."""
+        if self.phase is not Phase.FULL_FEATURE:
+            raise LocalProtocolError(f"cannot send a TMF in phase {self.phase.value}")
+        task = Task(Kind.TMF, lun=lun, user=user)
+        self._bind(task)
+        self._send(P.TaskMgmtRequest(itt=task.itt, function=function, lun=lun,
+                                     referenced_tag=referenced_tag, cmdsn=self.cmdsn,
+                                     expstatsn=self.exp_statsn, refcmdsn=refcmdsn,
+                                     immediate=True))
         return task
 
     def logout(self, reason: int = LogoutReason.CLOSE_SESSION, *, user: object = None) -> Task:
@@ -328,7 +345,8 @@ class InitiatorConnection:
                             final=unsolicited == immediate, data_length=immediate)
         assert out is not None or not immediate
         self._send(cmd, out[:immediate] if out is not None and immediate else None)
-        self._tx_payload += immediate
+        if immediate:
+            self._tx_payload[size_bucket(immediate)] += immediate
         if unsolicited > immediate:
             self._send_data_out(task, RESERVED_TAG, immediate, unsolicited - immediate)
 
@@ -342,6 +360,7 @@ class InitiatorConnection:
         out = self._out
         hd, dd = self._header_digest, self._data_digest
         itt, lun, exp = task.itt, task.lun, self.exp_statsn
+        sizes = self._tx_payload
         while offset < end:
             n = min(seg, end - offset)
             header = P.DataOut(itt=itt, ttt=ttt, buffer_offset=offset, data_length=n,
@@ -349,9 +368,9 @@ class InitiatorConnection:
                                final=offset + n == end).encode()
             out.extend(frame(header, view[offset:offset + n], header_digest=hd,
                              data_digest=dd))
+            sizes[0 if n < 4096 else 1 if n < 65536 else 2] += n
             datasn += 1
             offset += n
-        self._tx_payload += length
 
     # ------------------------------------------------------------------ routing (header time)
 

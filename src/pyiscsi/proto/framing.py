@@ -388,9 +388,11 @@ class Receiver:
         elif self._discard or self._rejected is not None:
             self.counters.rx_discarded += length
             placed = staged = 0
-        else:
-            self.counters.rx_placed += placed
-            self.counters.rx_staged += staged
+        else:  # by payload size (counters.size_bucket, inlined): one index per PDU
+            bucket = 0 if length < 4096 else 1 if length < 65536 else 2
+            counters = self.counters
+            counters.rx_placed_by_size[bucket] += placed
+            counters.rx_staged_by_size[bucket] += staged
         event = PduReceived(self._pdu, self._header, self._ahs, data, self._rejected,
                             placed, staged)
         self._state = _HEADER

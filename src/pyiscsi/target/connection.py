@@ -21,6 +21,7 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING, Final
 
 from ..logfmt import ConnectionLog
+from ..placement.counters import size_bucket
 from ..placement.table import DataPointerTable
 from ..proto import fastcodec
 from ..proto import pdu as P
@@ -141,7 +142,7 @@ class TargetConnection:
         """The header-time decision about the SCSI Command being received: its task, or the
         SCSI answer it gets once whole."""
         self._out: list[Buffer] = []
-        self._tx_payload = 0
+        self._tx_payload = [0, 0, 0]  # store payload bytes to send, by counters.SIZE_BUCKETS
         self._login = TargetLogin(login_config(catalog, local))
         self._texts = TextExchange(catalog, local)
         self._login_first = True
@@ -221,10 +222,11 @@ class TargetConnection:
         # payloads go straight to the store instead of through the staging area.
         receiver.exact_headers = len(self.table) > 0
 
-    def take_output(self) -> tuple[list[Buffer], int]:
-        """The buffers to send and how many of their bytes are store payload (zero-copy)."""
+    def take_output(self) -> tuple[list[Buffer], list[int]]:
+        """The buffers to send and how many of their bytes are store payload (zero-copy),
+        by payload size bucket."""
         out, self._out = self._out, []
-        payload, self._tx_payload = self._tx_payload, 0
+        payload, self._tx_payload = self._tx_payload, [0, 0, 0]
         return out, payload
 
     def close(self) -> None:
@@ -267,7 +269,8 @@ class TargetConnection:
                                header_digest=digests and self.receiver.header_digest,
                                data_digest=digests and self.receiver.data_digest))
         if store and payload is not None:
-            self._tx_payload += len(payload)
+            n = len(payload)
+            self._tx_payload[0 if n < 4096 else 1 if n < 65536 else 2] += n
 
     def _next_statsn(self) -> int:
         sn = self.statsn
@@ -474,14 +477,14 @@ class TargetConnection:
             store.prepare_write(offset, n)
             data = start + BHS_LENGTH
             store.view(offset, n)[:] = buf[data:data + n]
-            self.counters.rx_staged += n
+            self.counters.rx_staged_by_size[0 if n < 4096 else 1 if n < 65536 else 2] += n
             out.append(fastcodec.scsi_response_good(itt, statsn, exp, session.maxcmdsn))
         else:
             out.append(fastcodec.data_in_good(n, lun_field, itt, statsn, exp, session.maxcmdsn))
             out.append(store.view(offset, n))
             if n & 3:
                 out.append(bytes(-n & 3))
-            self._tx_payload += n
+            self._tx_payload[0 if n < 4096 else 1 if n < 65536 else 2] += n
         session.slide()
         io = self.io.get(lun)
         if io is None:
@@ -662,9 +665,9 @@ class TargetConnection:
             if task.unsol_buffer is not None:
                 n = min(task.unsol_end, task.limit)
                 plan.buffer[:n] = task.unsol_buffer[:n]
-                self.counters.rx_staged += n
+                self.counters.rx_staged_by_size[size_bucket(n)] += n
             if plan.staged:
-                self.counters.rx_staged += arrived  # the SCSI layer copies it to the store
+                self.counters.rx_staged_by_size[size_bucket(arrived)] += arrived  # SCSI copies it
             task.data_done = True
             self._settle(task, plan.complete(arrived))
             if task.result is not None:
@@ -924,7 +927,7 @@ class TargetConnection:
 
     def _tmf(self, pdu: P.TaskMgmtRequest, data: bytes | None) -> None:
         """Task management (RFC 7143 §11.5): see :mod:`.tmf`."""
-        fence: list[Task] = []
+        fence = tmf.Fence()
         response = tmf.perform(self, pdu, fence)
 
         def answer() -> None:
@@ -933,20 +936,21 @@ class TargetConnection:
                                           statsn=self._next_statsn(), expcmdsn=exp,
                                           maxcmdsn=mx))
 
-        if not fence:
+        pending = fence.pending()
+        if not pending:
             answer()
             return
-        waiting = {id(task) for task in fence}
+        waiting = {id(item) for item in pending}
 
-        def ended(task: Task) -> None:
-            waiting.discard(id(task))
+        def ended(item: object) -> None:
+            waiting.discard(id(item))
             if not waiting and self.phase is Phase.FULL_FEATURE:
                 answer()
 
-        for task in fence:
-            if task.waiters is None:
-                task.waiters = []
-            task.waiters.append(ended)
+        for item in pending:
+            if item.waiters is None:
+                item.waiters = []
+            item.waiters.append(ended)
 
     def abort(self, task: Task, fence: list[Task] | None = None) -> None:
         """Abort a task: no response; its entries are freed as their bursts end. One whose

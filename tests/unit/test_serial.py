@@ -119,3 +119,18 @@ def test_window_membership_matches_offsets(low: int, width: int, off: int) -> No
 @given(sns, st.integers(min_value=-(1 << 40), max_value=1 << 40))
 def test_sn_add_is_modular(a: int, n: int) -> None:
     assert sn_add(a, n) == (a + n) % (1 << 32)
+
+
+def _rfc1982_lt(a: int, b: int) -> bool:
+    """RFC 1982 §3.2 as written: i1 < i2 when (i1 < i2 and i2 - i1 < 2^(SERIAL_BITS - 1))
+    or (i1 > i2 and i1 - i2 > 2^(SERIAL_BITS - 1))."""
+    return (a < b and b - a < HALF) or (a > b and a - b > HALF)
+
+
+@given(a=sns, b=sns | st.sampled_from([0, 1, HALF - 1, HALF, HALF + 1, MAX]))
+def test_lt_and_le_are_rfc1982(a: int, b: int) -> None:
+    """The one-subtraction forms equal the RFC's definition, undefined pair (distance 2^31)
+    included: neither is less than the other."""
+    assert sn_lt(a, b) == _rfc1982_lt(a, b)
+    assert sn_le(a, b) == (a == b or _rfc1982_lt(a, b))
+    assert sn_lt(a, (a + HALF) & MAX) is False and sn_lt((a + HALF) & MAX, a) is False

@@ -98,6 +98,10 @@ class FileStore(MappedStore):
         """Keeps the mapping's address for mincore(2) (released before the map closes)."""
         self._address = ctypes.addressof(self._base)
         self._residency = bytearray(SYNC_LIMIT // PAGE + 2)
+        self._residency_arg = (ctypes.c_char * len(self._residency)).from_buffer(
+            self._residency)
+        """mincore(2)'s vector argument over ``_residency``, made once (a ctypes array per
+        call cost more than the system call)."""
         self._extents = self._allocation_map(fd)
 
     def _refuse_missing(self, size: int | None, read_only: bool) -> None:
@@ -173,11 +177,9 @@ class FileStore(MappedStore):
         pages = -(-(offset + length - start) // PAGE)
         if not length or pages > len(self._residency):
             return not length
-        vec = self._residency
-        if _mincore(self._address + start, pages * PAGE,
-                    (ctypes.c_char * len(vec)).from_buffer(vec)) != 0:
+        if _mincore(self._address + start, pages * PAGE, self._residency_arg) != 0:
             return False
-        return vec.find(0, 0, pages) < 0
+        return self._residency.find(0, 0, pages) < 0
 
     def fault_in(self, offset: int, length: int) -> None:
         """Read every page of the range once (off the loop), so the loop finds it present."""

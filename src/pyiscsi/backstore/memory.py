@@ -52,6 +52,9 @@ class MemoryStore(MappedStore):
         first = offset // PAGE
         last = (offset + length + PAGE - 1) // PAGE
         pages = self._pages
+        if last - first == 1:  # one page (a 4 KiB write): no slices
+            pages[first] = 1
+            return
         while first < last:
             n = min(last - first, len(_ONES))
             pages[first : first + n] = _ONES[:n]

@@ -101,8 +101,10 @@ class Receiver:
 
     ``staging_size`` bounds the staging reads; payload remainders of at least
     ``direct_threshold`` bytes are received directly into their destination. After a
-    directly placed payload the next header is read exactly (48 bytes plus AHS and digest),
-    so a stream of large Data-Outs is placed entirely directly.
+    directly placed payload of at least ``exact_after`` bytes the next header is read
+    exactly (48 bytes plus AHS and digest), so a stream of large Data-Outs is placed
+    entirely directly. A small SCSI Command that an engine's :attr:`fast` path may take
+    whole is collected whole in staging first (up to ``fast_wait_limit`` bytes).
     """
 
     def __init__(self, router: PayloadRouter, *, max_data_length: int = 8192,
@@ -138,6 +140,11 @@ class Receiver:
         self._scratch = bytearray()
         self._exact = False
         self.exact_headers = False
+        self.fast_wait_limit = 16384
+        """A SCSI Command of at most this many bytes (header, data, pad) that arrived in
+        part waits in staging for the rest, so the fast path can take it whole."""
+        self._whole = 0
+        """Bytes of the PDU at ``_start`` staging must hold at once (0: no such need)."""
         self.exact_after = 16384
         """After a payload of at least this many bytes was placed directly, the next header
         is read exactly (a stream of large Data-Outs lands entirely directly); after a
@@ -170,7 +177,8 @@ class Receiver:
             return self._slice(self._pos, self._length - self._pos)
         if self._start == self._end:
             self._start = self._end = 0
-        elif len(self._stage) - self._end < BHS_LENGTH + 1024 + 2 * DIGEST_LENGTH:
+        elif (len(self._stage) - self._end < BHS_LENGTH + 1024 + 2 * DIGEST_LENGTH
+              or len(self._stage) - self._start < self._whole):
             n = self._end - self._start
             self._stage[:n] = self._view[self._start:self._end]
             self._start, self._end = 0, n
@@ -247,11 +255,19 @@ class Receiver:
                 if ahs_len or self.screen_every_header or length > self.max_data_length:
                     self._screen(ahs_len, length)
                 fast = self.fast
+                self._whole = 0
                 if fast is not None and stage[start] == _SCSI_COMMAND and not ahs_len:
                     whole = BHS_LENGTH + ((length + 3) & ~3)
-                    if avail >= whole and fast(self._view, start, length):
-                        self._start = start + whole
-                        continue
+                    if avail >= whole:
+                        if fast(self._view, start, length):
+                            self._start = start + whole
+                            continue
+                    elif (whole <= self.fast_wait_limit and not self._exact
+                          and not self.exact_headers):
+                        # the rest of a small command is on its way: wait for it in
+                        # staging (made room for by get_buffer), then take it whole
+                        self._whole = whole
+                        return
                 hlen = BHS_LENGTH + ahs_len
                 need = hlen + (DIGEST_LENGTH if self.header_digest else 0)
                 if avail < need:

@@ -13,11 +13,12 @@ def sn_add(sn: int, n: int) -> int:
 
 def sn_lt(a: int, b: int) -> bool:
     """``a < b`` in serial arithmetic (RFC 1982 §3.2)."""
-    return a != b and ((a < b and b - a < _HALF) or (a > b and a - b > _HALF))
+    return 0 < (b - a) & _MASK < _HALF  # the distance from a up to b is below half
 
 
 def sn_le(a: int, b: int) -> bool:
-    return a == b or sn_lt(a, b)
+    """``a <= b`` in serial arithmetic: equal, or :func:`sn_lt`."""
+    return (b - a) & _MASK < _HALF
 
 
 def sn_in_window(sn: int, low: int, high: int) -> bool:

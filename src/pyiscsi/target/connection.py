@@ -28,7 +28,7 @@ from ..proto import pdu as P
 from ..proto.errors import LoginFailed, PduRejected, RemoteProtocolError
 from ..proto.framing import DISCARD, PduReceived, Receiver, Route, frame
 from ..proto.login import TargetLogin
-from ..proto.serial import sn_add, sn_le
+from ..proto.serial import sn_add
 from ..proto.wire import (
     BHS_LENGTH,
     RESERVED_TAG,
@@ -418,7 +418,8 @@ class TargetConnection:
         """READ/WRITE (10/16) that complete in the call that received them, with no Task,
         ScsiRequest or ScsiResult: a non-immediate SIMPLE command whose CmdSN is the next
         one (nothing held), on a LU with nothing pending (no unit attention, reservation,
-        sanitize or busy range), of a memory store that needs no paging, transferring
+        sanitize or busy range), of a memory-addressable store (a file mapping only where
+        it is allocated and resident, as the general path would find it), transferring
         exactly EDTL: a read in one Data-In with status, a write whose immediate data is
         all of it. Anything else (and every error) answers False having changed nothing,
         and takes the general path, whose answer this one reproduces byte for byte
@@ -440,7 +441,8 @@ class TargetConnection:
         target = self.target
         params = self.params
         if (session is None or target is None or params is None or self._held
-                or cmdsn != session.expcmdsn or not sn_le(cmdsn, session.maxcmdsn)
+                or cmdsn != session.expcmdsn
+                or (session.maxcmdsn - cmdsn) & 0xFFFFFFFF >= 0x80000000  # not sn_le
                 or itt == RESERVED_TAG or itt in self.tasks or self._task_sets.barriers):
             return False
         lun = (lun_field >> 48) & 0x3FFF
@@ -451,26 +453,29 @@ class TargetConnection:
         reservations = lu.reservations
         if (lu.attentions.queued or lu.sanitize.active or lu.busy.ranges
                 or reservations.spc2_holder is not None or reservations.reservation is not None
-                or store.paged or not lu.memory_addressable
+                or not lu.memory_addressable
                 or not count or lba + count > lu.blocks or count > lu.max_transfer_blocks):
             return False
         bs = lu.block_size
         n = count * bs
         if n != edtl:
             return False
+        offset = lba * bs
         if write:
             if (length != n or not params.immediate_data or n > params.first_burst_length
                     or not lu.write_cache or lu.read_only):
                 return False
         elif length or n > params.max_send_data_segment_length or n > params.max_burst_length:
             return False
+        if store.paged and ((write and store.needs_allocation(offset, n))
+                            or not store.resident(offset, n)):
+            return False  # a hole to allocate, pages to fault in: off the loop (general)
         # Taken: the CmdSN, the StatSN, the answer (the general path's window is the one
         # before the task ends, then MaxCmdSN slides as its task_done would).
         t0 = perf_counter_ns()
         exp = session.expcmdsn = (cmdsn + 1) & 0xFFFFFFFF
         statsn = self.statsn
         self.statsn = (statsn + 1) & 0xFFFFFFFF
-        offset = lba * bs
         out = self._out
         if write:
             store.prepare_write(offset, n)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from ..proto.serial import sn_add, sn_in_window, sn_lt
+from ..proto.serial import sn_add, sn_in_window
 from ..scsi.iostats import IoStats
 from ..scsi.task import Nexus
 
@@ -126,6 +126,7 @@ class Session:
 
     def slide(self) -> None:
         """Advance MaxCmdSN as tasks complete; it never moves backwards."""
-        candidate = sn_add(self.expcmdsn, max(self.depth - self.active, 1) - 1)
-        if sn_lt(self.maxcmdsn, candidate):
+        room = self.depth - self.active
+        candidate = (self.expcmdsn + (room - 1 if room > 1 else 0)) & 0xFFFFFFFF
+        if 0 < (candidate - self.maxcmdsn) & 0xFFFFFFFF < 0x80000000:  # sn_lt, inline
             self.maxcmdsn = candidate

@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from pyiscsi.backstore.memory import MemoryStore
 from pyiscsi.backstore.ops import StoreOp, StoreOpKind
 from pyiscsi.target.storework import StoreRequest
 from pyiscsi.transport.store_runner import StoreRunner
 
 
-class SlowStore:
+class SlowStore(MemoryStore):
+    """A real store (a compiled StoreRequest checks its field's type) whose work waits."""
+
     def __init__(self) -> None:
+        super().__init__(4096)
         self.go = threading.Event()
 
     def perform(self, op: StoreOp) -> None:
@@ -26,7 +30,7 @@ def test_uses_counts_queued_and_running_work_per_store() -> None:
         done: list[int] = []
         op = StoreOp(StoreOpKind.FLUSH)
         for token in (1, 2):  # one runs, one waits in the queue
-            runner.submit(StoreRequest(token, busy, (op,), 0),  # type: ignore[arg-type]
+            runner.submit(StoreRequest(token, busy, (op,), 0),
                           lambda t, e: done.append(t))
         assert runner.uses(busy) and not runner.uses(idle)
         busy.go.set()

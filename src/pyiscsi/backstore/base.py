@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 
+from mypy_extensions import mypyc_attr
+
 from .ops import StoreOp, StoreOpKind
 
 
@@ -32,6 +34,7 @@ class StoreBusy(ValueError):
     """The store cannot do this now (I/O in flight uses it): retry later."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # stores and test doubles subclass it
 class BackingStore(abc.ABC):
     """A LUN's bytes. Offsets and lengths are in bytes; callers keep them block aligned."""
 

@@ -6,7 +6,7 @@ buffering); kernel socket and page-cache copies do not count (design notes §1).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 
 @dataclass(slots=True)
@@ -28,6 +28,6 @@ class CopyCounters:
         return asdict(self)
 
     def reset(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+        for f in fields(self):  # not __slots__: a compiled class has none
+            setattr(self, f.name, 0)
 

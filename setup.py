@@ -21,6 +21,7 @@ import os
 import sys
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 COMPILED = [
     # codec and framing
@@ -115,4 +116,19 @@ def ext_modules() -> list[object]:
         os.chdir(cwd)
 
 
-setup(ext_modules=ext_modules())
+class BuildExt(build_ext):
+    """build_ext that stamps every extension it puts in the source tree (``--inplace``, editable
+    installs) with the build time: mypyc's per-module shims rarely change, so their copied
+    mtimes would be old, and tests/conftest.py takes a ``.py`` newer than its ``.so`` for a
+    stale build."""
+
+    def copy_extensions_to_source(self) -> None:
+        super().copy_extensions_to_source()
+        build_py = self.get_finalized_command("build_py")
+        for ext in self.extensions:
+            inplace_file, _ = self._get_inplace_equivalent(build_py, ext)
+            if os.path.exists(inplace_file):
+                os.utime(inplace_file)
+
+
+setup(ext_modules=ext_modules(), cmdclass={"build_ext": BuildExt})

@@ -30,6 +30,7 @@ COMPILED = [
     "proto/serial.py",
     "proto/wire.py",
     "proto/digest.py",
+    "proto/fastcodec.py",
     # data placement
     "placement/counters.py",
     "placement/table.py",

@@ -143,7 +143,13 @@ def seeds() -> dict[str, bytes]:
                                  expstatsn=1, write=True))
     answer = wire(P.DataOut(itt=0x30, ttt=first_r2t, buffer_offset=0, data_length=512,
                             expstatsn=2, final=True), b"\x33" * 512)
+    fast_write = wire(P.ScsiCommand(itt=0x40, cdb=write10(32, 1), expected_length=512,
+                                    cmdsn=0, expstatsn=1, write=True, data_length=512),
+                      b"\x44" * 512)
+    fast_read = wire(P.ScsiCommand(itt=0x41, cdb=bytes([0x28, 0, 0, 0, 0, 32, 0, 0, 1, 0]),
+                                   expected_length=512, cmdsn=1, expstatsn=1, read=True))
     return {
+        "fast-write-read": bytes([1, 255]) + fast_write + fast_read,
         "r2t-burst": bytes([2, 255]) + burst + rest,
         "r2t-burst-out-of-order": bytes([2, 3]) + rest + burst,
         "immediate-unsolicited-read": bytes([1, 255]) + immediate + unsolicited + read,

@@ -37,6 +37,7 @@ from pyiscsi.proto.wire import DIGEST_LENGTH
 from pyiscsi.scsi import dispatch
 from pyiscsi.scsi.task import DataOutPlan
 from pyiscsi.target import connection as connection_module
+from pyiscsi.target.connection import TargetConnection
 
 PATCHABLE = all(m.__file__ is not None and m.__file__.endswith(".py")
                 for m in (table_module, dispatch, connection_module))
@@ -410,8 +411,10 @@ class Plan:
 class PlacementRecorder:
     """Records, while active, every table entry allocated (the solicited destinations) and
     every Data-Out plan the SCSI layer returned (where each ITT's data belongs), mapped to
-    store offsets by address. Patches :meth:`DataPointerTable.allocate` and
-    :func:`pyiscsi.scsi.dispatch.execute` (class/module-wide, so any connection is seen)."""
+    store offsets by address. Patches :meth:`DataPointerTable.allocate`,
+    :func:`pyiscsi.scsi.dispatch.execute` and the engine's fast path (class/module-wide, so
+    any connection logged in while it is active is seen): a command the fast path took is
+    recorded as the entry and plan the general path would have made for it."""
 
     def __init__(self, store_view: memoryview) -> None:
         base = address(store_view)
@@ -462,10 +465,34 @@ class PlacementRecorder:
             recorder.executed.append((request.cdb[0], plan))
             return outcome
 
+        fast = TargetConnection._fast_command
+
+        def recording_fast(conn: TargetConnection, buf: memoryview, start: int,
+                           length: int) -> bool:
+            if not fast(conn, buf, start, length):
+                return False
+            cmd = P.decode_bhs(bytes(buf[start:start + 48]))
+            assert isinstance(cmd, P.ScsiCommand) and conn.target is not None
+            op = cmd.cdb[0]
+            plan = None
+            if cmd.write:
+                lu = conn.target.luns[(cmd.lun >> 48) & 0x3FFF]
+                lba = int.from_bytes(cmd.cdb[2:6] if op == 0x2A else cmd.cdb[2:10], "big")
+                where = recorder.store_offset(
+                    lu.store.view(lba * lu.block_size, cmd.expected_length))
+                recorder.allocations.append(
+                    Allocation(cmd.itt, 0, cmd.expected_length, where, False))
+                plan = Plan(cmd.itt, op, where, cmd.expected_length)
+                recorder.plans.append(plan)
+            recorder.executed.append((op, plan))
+            return True
+
         DataPointerTable.allocate = recording_allocate  # type: ignore[method-assign]
         dispatch.execute = recording_execute
+        TargetConnection._fast_command = recording_fast  # type: ignore[method-assign]
         self._undo = [lambda: setattr(DataPointerTable, "allocate", allocate),
-                      lambda: setattr(dispatch, "execute", execute)]
+                      lambda: setattr(dispatch, "execute", execute),
+                      lambda: setattr(TargetConnection, "_fast_command", fast)]
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -23,6 +23,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from .placement.counters import SIZE_BUCKETS
+
 Snapshot = Callable[[], dict[str, Any]]
 
 _LUN_COUNTERS = (
@@ -119,6 +121,16 @@ def _server_metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     for key, direction, path in _PAYLOAD:
         payload.add_metric([direction, path], counters[key])
     yield payload
+    by_size = CounterMetricFamily(
+        "pyiscsi_payload_size_bytes",
+        "Payload bytes placed or staged (rx), sent as views or copied (tx), by the size of "
+        "the PDU's data segment: lt4k (< 4 KiB), 4k_64k, ge64k (>= 64 KiB)",
+        labels=["direction", "path", "size"])
+    for key, direction, path in _PAYLOAD:
+        for size in SIZE_BUCKETS:
+            if f"{key}_{size}" in counters:
+                by_size.add_metric([direction, path, size], counters[f"{key}_{size}"])
+    yield by_size
     rejects = CounterMetricFamily("pyiscsi_rejects",
                                   "Reject PDUs sent, by refused opcode and reason",
                                   labels=["opcode", "reason"])

@@ -98,3 +98,32 @@ def test_close_with_outstanding_view() -> None:
     view = store.view(0, 512)
     store.close()  # must not raise even though a view is alive
     assert len(view) == 512
+
+
+def test_store_is_one_unmerged_mapping_kept_out_of_core_dumps() -> None:
+    """smaps shows the store as one anonymous mapping of exactly its size with VmFlag dd
+    (MADV_DONTDUMP), whatever was mapped beside it (bench/memory.py relies on this)."""
+    import ctypes
+
+    size = 64 << 20
+    neighbours = [mmap.mmap(-1, 1 << 20, flags=mmap.MAP_PRIVATE) for _ in range(4)]
+    s = MemoryStore(size)
+    more = [mmap.mmap(-1, 1 << 20, flags=mmap.MAP_PRIVATE) for _ in range(4)]
+    anchor = (ctypes.c_char * 1).from_buffer(s._map)
+    start = ctypes.addressof(anchor)
+    del anchor
+    found = None
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and ":" not in head[0]:
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                current = (lo, hi, len(head) > 5)
+            elif line.startswith("VmFlags:") and current[0] <= start < current[1]:
+                found = (current, line.split()[1:])
+    assert found is not None
+    (lo, hi, has_path), flags = found
+    assert (lo, hi - lo, has_path) == (start, size, False)
+    assert "dd" in flags
+    for m in neighbours + more:
+        m.close()

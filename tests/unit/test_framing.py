@@ -188,3 +188,46 @@ def test_every_split_gives_the_same_result(sizes: list[int], chunk: int, digests
     events = run(rx, stream, chunk)
     assert len(events) == 2 * len(sizes)
     assert router.memory == expected
+
+
+def test_counters_split_by_payload_size_where_the_bytes_moved() -> None:
+    """Each PDU's bytes land in the bucket of its DataSegmentLength (< 4 KiB, 4-64 KiB,
+    >= 64 KiB), as placed or staged according to how they actually arrived."""
+    counters = CopyCounters()
+    router = Router()
+    rx = Receiver(router, max_data_length=1 << 20, counters=counters)
+    sizes = [4095, 4096, 65535, 65536, 200000]
+    stream, offset = b"", 0
+    for n in sizes:
+        stream += data_out(offset, bytes((offset + i) % 251 for i in range(n)))
+        offset += n
+    events = run(rx, stream, 1 << 20)
+    assert [e.placed + e.staged for e in events] == sizes
+    assert router.memory[:offset] == bytes(i % 251 for i in range(offset))
+    moved = [counters.rx_placed_by_size[i] + counters.rx_staged_by_size[i] for i in range(3)]
+    assert moved == [4095, 4096 + 65535, 65536 + 200000]
+    staged = [0, 0, 0]
+    placed = [0, 0, 0]
+    for n, e in zip(sizes, events, strict=True):
+        b = 0 if n < 4096 else 1 if n < 65536 else 2
+        staged[b] += e.staged
+        placed[b] += e.placed
+    assert counters.rx_staged_by_size == staged and counters.rx_placed_by_size == placed
+    assert counters.rx_placed_by_size[2] > 0  # the 200000-byte payload went mostly direct
+
+
+def test_large_payload_behind_a_staging_read_is_copied_and_counted_so() -> None:
+    """Headers not read exactly (no burst open): a 64 KiB payload that arrives with its
+    header in one staging read is copied out of staging, and ``rx_staged_ge64k`` says so;
+    with exact headers the same PDU is placed whole."""
+    payload = bytes(range(256)) * 256  # 64 KiB
+    for exact, staged in ((False, 65536), (True, 0)):
+        counters = CopyCounters()
+        router = Router()
+        rx = Receiver(router, max_data_length=1 << 20, counters=counters)
+        rx.exact_headers = exact
+        (event,) = run(rx, data_out(0, payload), 1 << 20)
+        assert router.memory[:65536] == payload
+        assert counters.rx_staged_by_size == [0, 0, staged]
+        assert counters.rx_placed_by_size == [0, 0, 65536 - staged]
+        assert (event.staged, event.placed) == (staged, 65536 - staged)

@@ -420,7 +420,7 @@ def test_several_r2ts_answered_from_slices_of_the_callers_buffer() -> None:
         pair.deliver(wire(P.R2T(itt=task.itt, ttt=ttt, buffer_offset=offset,
                                 desired_length=8192, **_window(pair))))
     out, payload = pair.ini.take_output()
-    assert payload == 16384
+    assert payload == [0, 16384, 0]  # four 4 KiB Data-Outs
     views = [b for b in out if isinstance(b, memoryview) and b.obj is data.obj]
     assert sum(len(v) for v in views) == 16384  # Data-Out payloads are views, not copies
     headers = [P.decode_bhs(bytes(b)) for b in out if len(b) == 48]
@@ -440,7 +440,7 @@ def test_target_nop_in_with_ttt_gets_a_nop_out_echo() -> None:
     assert bytes(out[1]) == b"ping"
     pair.deliver(wire(P.NopIn(itt=RESERVED_TAG, ttt=RESERVED_TAG, statsn=_statsn(pair),
                               **_window(pair))))
-    assert pair.ini.take_output() == ([], 0)  # no answer wanted
+    assert pair.ini.take_output() == ([], [0, 0, 0])  # no answer wanted
 
 
 def test_reject_fails_the_rejected_command() -> None:

@@ -61,6 +61,13 @@ def test_lun_metrics_after_a_read_and_a_write(ini: Initiator) -> None:
     assert m["pyiscsi_connections"][()] == 1
     assert m["pyiscsi_logins_total"][()] == 1
     assert m["pyiscsi_payload_bytes_total"][(("direction", "rx"), ("path", "staged"))] >= 0
+    by_size = m["pyiscsi_payload_size_bytes_total"]
+    rx = {(dict(k)["path"], dict(k)["size"]): v for k, v in by_size.items()
+          if dict(k)["direction"] == "rx"}
+    # the 4 KiB of immediate data, placed or staged, in the 4-64 KiB bucket; nothing else
+    assert rx[("placed", "4k_64k")] + rx[("staged", "4k_64k")] == 4096
+    assert sum(rx.values()) == 4096
+    assert len(by_size) == 12  # rx placed/staged, tx zero_copy/copied, by three sizes
     assert m["pyiscsi_table_capacity"][()] == 4096
     assert all(name.startswith("pyiscsi_") for name in m)
 

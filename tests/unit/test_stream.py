@@ -106,10 +106,10 @@ class FakeEngine:
     def dead(self) -> bool:
         return self.is_dead
 
-    def take_output(self) -> tuple[list[Buffer], int]:
+    def take_output(self) -> tuple[list[Buffer], list[int]]:
         out, payload = self.output, self.payload
         self.output, self.payload = [], 0
-        return out, payload
+        return out, [0, payload, 0]  # all in the 4-64 KiB bucket
 
     wants_turn = False
 
@@ -433,7 +433,7 @@ def test_take_output_failure_is_an_internal_error() -> None:
     before = Stats.internal_errors
 
     class BrokenOutput(FakeEngine):
-        def take_output(self) -> tuple[list[Buffer], int]:
+        def take_output(self) -> tuple[list[Buffer], list[int]]:
             raise RuntimeError("encoder bug")
 
     engines: list[BrokenOutput] = []

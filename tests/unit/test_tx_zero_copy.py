@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from pyiscsi.placement.counters import SIZE_BUCKETS
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.login import InitiatorLogin, InitiatorLoginConfig, LoginDone
 from pyiscsi.target.server import TargetServer
@@ -145,12 +146,15 @@ def _recv_pdu(sock: socket.socket) -> tuple[P.Pdu, bytes]:
     return pdu, _recv_exact(sock, P.padded(n))[:n]
 
 
-def read_over_socket(port: int, lba: int, length: int) -> tuple[bytes, int]:
-    """Log in with a plain blocking socket (no pyiscsi transport on this side) and READ(10)."""
+def read_over_socket(port: int, lba: int, length: int,
+                     segments: list[int] | None = None,
+                     segment: int = SEGMENT) -> tuple[bytes, int]:
+    """Log in with a plain blocking socket (no pyiscsi transport on this side) and READ(10);
+    ``segments`` collects the Data-In data segment lengths seen on the wire."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         login = InitiatorLogin(INITIATOR, TARGET, isid=0x400001230000, config=InitiatorLoginConfig(
             header_digest=("None",), data_digest=("None",),
-            max_recv_data_segment_length=SEGMENT))
+            max_recv_data_segment_length=segment))
         req, data = login.start()
         while True:
             sock.sendall(wire(req, data or None))
@@ -170,6 +174,8 @@ def read_over_socket(port: int, lba: int, length: int) -> tuple[bytes, int]:
             pdu, data = _recv_pdu(sock)
             if isinstance(pdu, P.DataIn):
                 out[pdu.buffer_offset:pdu.buffer_offset + len(data)] = data
+                if segments is not None:
+                    segments.append(len(data))
                 if pdu.has_status:
                     return bytes(out), pdu.status
             elif isinstance(pdu, P.ScsiResponse):
@@ -178,10 +184,11 @@ def read_over_socket(port: int, lba: int, length: int) -> tuple[bytes, int]:
                 raise AssertionError(f"unexpected {pdu!r}")
 
 
+@pytest.mark.parametrize("segment", [SEGMENT, 256 << 10])
 @pytest.mark.parametrize("length", [4096, 256 << 10])
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
 def test_read_payload_leaves_as_store_views_and_the_counters_say_so(
-        loop_kind: str, length: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        loop_kind: str, length: int, segment: int, monkeypatch: pytest.MonkeyPatch) -> None:
     catalog = make_catalog(size=4 << 20)
     store = catalog.targets[TARGET].luns[0].store
     whole = store.view(0, store.size)
@@ -200,12 +207,15 @@ def test_read_payload_leaves_as_store_views_and_the_counters_say_so(
 
     monkeypatch.setattr(StreamProtocol, "connection_made", connection_made)
 
+    segments: list[int] = []
+
     async def main() -> tuple[bytes, int, dict[str, int], dict[str, int]]:
         server = TargetServer(catalog)
         ((_, port),) = await server.start([("127.0.0.1", 0)])
         try:
             before = catalog.state.copies.snapshot()
-            data, status = await asyncio.to_thread(read_over_socket, port, lba, length)
+            data, status = await asyncio.to_thread(read_over_socket, port, lba, length,
+                                                   segments, segment)
             after = catalog.state.copies.snapshot()
         finally:
             await server.stop()
@@ -229,3 +239,10 @@ def test_read_payload_leaves_as_store_views_and_the_counters_say_so(
     zero = after["tx_zero_copy"] - before["tx_zero_copy"]
     copied = after["tx_copied"] - before["tx_copied"]
     assert (zero, copied) == (spy.store_bytes - spy.loop_copied, spy.loop_copied)
+    # split by the size of each Data-In's data segment, as the initiator saw them on the wire
+    path = "tx_copied" if spy.loop_copied else "tx_zero_copy"
+    wire_sizes = dict.fromkeys(SIZE_BUCKETS, 0)
+    for n in segments:
+        wire_sizes["lt4k" if n < 4096 else "4k_64k" if n < 65536 else "ge64k"] += n
+    assert sum(segments) == length
+    assert {b: after[f"{path}_{b}"] - before[f"{path}_{b}"] for b in SIZE_BUCKETS} == wire_sizes

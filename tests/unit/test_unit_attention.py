@@ -136,3 +136,25 @@ def test_queue_is_bounded_and_keeps_the_newest() -> None:
     first = ua.take(A, READ_10)
     assert first is not None and (first[12], first[13]) == (0x3F, 40 - 16)
     assert ua.pending(A) == 15
+
+
+def test_queued_counts_every_pending_attention() -> None:
+    """``queued`` is the sum of the per-nexus queues through join, establish, take, a full
+    queue dropping its oldest, and leave (the target's fast path trusts it alone)."""
+    ua = UnitAttentions()
+    ua.join(A)
+    ua.join(B)
+    assert ua.queued == 0
+    ua.establish(0x29, 0x03)
+    ua.establish(0x29, 0x03)  # the same condition twice: queued once per nexus
+    assert ua.queued == 2 == ua.pending(A) + ua.pending(B)
+    assert ua.take(A, INQUIRY) is None and ua.queued == 2  # exempt: nothing consumed
+    assert ua.take(A, READ_10) is not None and ua.queued == 1
+    for ascq in range(40):  # B's queue fills up and drops its oldest
+        ua.establish(0x2A, ascq)
+    assert ua.queued == ua.pending(A) + ua.pending(B)
+    ua.leave(B)
+    assert ua.queued == ua.pending(A)
+    while ua.take(A, READ_10) is not None:
+        pass
+    assert ua.queued == 0

@@ -37,6 +37,10 @@ class MemoryStore(MappedStore):
         self.name = "ram"
         flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_NORESERVE", 0)
         self._map = mmap.mmap(-1, size, flags=flags)
+        # Kept out of core dumps (LUN data); the distinct VmFlag also keeps the kernel from
+        # merging this mapping with its anonymous neighbours, so /proc/PID/smaps shows the
+        # store as one mapping of exactly ``size`` bytes (bench/memory.py leaves it out).
+        self._map.madvise(mmap.MADV_DONTDUMP)
         self._view = memoryview(self._map)
         self._pages = bytearray((size + PAGE - 1) // PAGE)
         """1 where a page may hold data (written since last unmapped)."""

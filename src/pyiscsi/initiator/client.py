@@ -105,10 +105,7 @@ class _Protocol(asyncio.BufferedProtocol):
             return
         if out:
             transport.writelines(out)
-            if self._zero_copy:
-                self.engine.counters.tx_zero_copy += payload
-            else:
-                self.engine.counters.tx_copied += payload
+            self.engine.counters.sent(payload, self._zero_copy)
         if self.engine.close_after_send:
             transport.close()
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from ..placement.counters import CopyCounters
+from ..placement.counters import CopyCounters, size_bucket
 from ..placement.table import DataPointerTable, PlacementError, TableEntry, TableFull
 from ..proto import pdu as P
 from ..proto.errors import LocalProtocolError, LoginFailed, ProtocolError, RemoteProtocolError
@@ -169,7 +169,7 @@ class InitiatorConnection:
         self._queue: deque[Task] = deque()
         self._events: list[Event] = []
         self._out: list[Buffer] = []
-        self._tx_payload = 0
+        self._tx_payload = [0, 0, 0]  # caller payload bytes to send, by counters.SIZE_BUCKETS
         self._large = 0
         self._route_entry: TableEntry | None = None
         self._route_task: Task | None = None
@@ -206,10 +206,11 @@ class InitiatorConnection:
         events, self._events = self._events, []
         return events
 
-    def take_output(self) -> tuple[list[Buffer], int]:
-        """The buffers to send, and how many of their bytes are caller payload."""
+    def take_output(self) -> tuple[list[Buffer], list[int]]:
+        """The buffers to send, and how many of their bytes are caller payload (by payload
+        size bucket)."""
         out, self._out = self._out, []
-        payload, self._tx_payload = self._tx_payload, 0
+        payload, self._tx_payload = self._tx_payload, [0, 0, 0]
         return out, payload
 
     def connection_lost(self, exc: Exception | None = None) -> list[Event]:
@@ -328,7 +329,8 @@ class InitiatorConnection:
                             final=unsolicited == immediate, data_length=immediate)
         assert out is not None or not immediate
         self._send(cmd, out[:immediate] if out is not None and immediate else None)
-        self._tx_payload += immediate
+        if immediate:
+            self._tx_payload[size_bucket(immediate)] += immediate
         if unsolicited > immediate:
             self._send_data_out(task, RESERVED_TAG, immediate, unsolicited - immediate)
 
@@ -342,6 +344,7 @@ class InitiatorConnection:
         out = self._out
         hd, dd = self._header_digest, self._data_digest
         itt, lun, exp = task.itt, task.lun, self.exp_statsn
+        sizes = self._tx_payload
         while offset < end:
             n = min(seg, end - offset)
             header = P.DataOut(itt=itt, ttt=ttt, buffer_offset=offset, data_length=n,
@@ -349,9 +352,9 @@ class InitiatorConnection:
                                final=offset + n == end).encode()
             out.extend(frame(header, view[offset:offset + n], header_digest=hd,
                              data_digest=dd))
+            sizes[0 if n < 4096 else 1 if n < 65536 else 2] += n
             datasn += 1
             offset += n
-        self._tx_payload += length
 
     # ------------------------------------------------------------------ routing (header time)
 

@@ -67,6 +67,8 @@ class PduReceived:
 
 
 _HEADER, _PAYLOAD, _DIRECT, _TAIL = range(4)
+_SCSI_COMMAND: Final = 0x01
+"""Byte 0 of a non-immediate SCSI Command BHS (RFC 7143 §11.3): the fast path's candidates."""
 
 
 @dataclass(slots=True)
@@ -81,6 +83,11 @@ class ReceiveErrors:
     """Connections closed for sitting on part of a PDU past the deadline."""
 
 
+FastCommand = Callable[[memoryview, int, int], bool]
+"""Called with (staging view, BHS offset, DataSegmentLength) for a non-immediate SCSI
+Command without AHS whose whole PDU (header, data, pad) sits in the staging area; answers
+True when it took the command whole (the bytes are then skipped), False (having changed
+nothing) to leave it to the general path."""
 HeaderScreen = Callable[[int, int, int], None]
 """Called with (opcode, TotalAHSLength in bytes, DataSegmentLength) as soon as a BHS's first
 48 bytes are in, before any AHS, digest or data is waited for; raises
@@ -111,6 +118,9 @@ class Receiver:
         """Whether :attr:`screen` sees every header, or only those claiming an AHS (full
         feature phase: an opcode's legality is then the engine's matter at :meth:`route`)."""
         self.on_pdu = on_pdu
+        self.fast: FastCommand | None = None
+        """The engine's fast path for SCSI Commands (see :data:`FastCommand`); set only
+        while no digest is in use."""
         """If given, called with each PDU as soon as it is complete, before the next header is
         routed (so the engine's state is current when it routes the next PDU). Otherwise the
         events are returned by :meth:`advance`."""
@@ -128,6 +138,11 @@ class Receiver:
         self._scratch = bytearray()
         self._exact = False
         self.exact_headers = False
+        self.exact_after = 16384
+        """After a payload of at least this many bytes was placed directly, the next header
+        is read exactly (a stream of large Data-Outs lands entirely directly); after a
+        smaller one the next read stages as much as has arrived, so a run of small
+        commands with immediate data costs one read, not two per command."""
         """Set by the engine while it expects large solicited payloads (R2Ts outstanding):
         headers are then read exactly, so the payload behind them is placed, not staged."""
         self._state = _HEADER
@@ -231,6 +246,12 @@ class Receiver:
                 length = stage[start + 5] << 16 | stage[start + 6] << 8 | stage[start + 7]
                 if ahs_len or self.screen_every_header or length > self.max_data_length:
                     self._screen(ahs_len, length)
+                fast = self.fast
+                if fast is not None and stage[start] == _SCSI_COMMAND and not ahs_len:
+                    whole = BHS_LENGTH + ((length + 3) & ~3)
+                    if avail >= whole and fast(self._view, start, length):
+                        self._start = start + whole
+                        continue
                 hlen = BHS_LENGTH + ahs_len
                 need = hlen + (DIGEST_LENGTH if self.header_digest else 0)
                 if avail < need:
@@ -351,13 +372,15 @@ class Receiver:
         elif self._discard or self._rejected is not None:
             self.counters.rx_discarded += length
             placed = staged = 0
-        else:
-            self.counters.rx_placed += placed
-            self.counters.rx_staged += staged
+        else:  # by payload size (counters.size_bucket, inlined): one index per PDU
+            bucket = 0 if length < 4096 else 1 if length < 65536 else 2
+            counters = self.counters
+            counters.rx_placed_by_size[bucket] += placed
+            counters.rx_staged_by_size[bucket] += staged
         event = PduReceived(self._pdu, self._header, self._ahs, data, self._rejected,
                             placed, staged)
         self._state = _HEADER
-        self._exact = self._placed > 0 and not self._discard
+        self._exact = self._placed >= self.exact_after and not self._discard
         self._dest = self._final_dest = None
         self._control = None
         if self.on_pdu is not None:

@@ -39,18 +39,25 @@ class UnitAttentions:
 
     def __init__(self) -> None:
         self._pending: dict[Nexus, deque[tuple[int, int]]] = {}
+        self.queued = 0
+        """Unit attentions pending over all nexuses: 0 lets a command skip :meth:`take`
+        (the target's fast path tests this one integer)."""
 
     def join(self, nexus: Nexus) -> None:
         """A nexus starts using the logical unit (its session logged in)."""
         self._pending.setdefault(nexus, deque(maxlen=_MAX_PENDING))
 
     def leave(self, nexus: Nexus) -> None:
-        self._pending.pop(nexus, None)
+        queue = self._pending.pop(nexus, None)
+        if queue:
+            self.queued -= len(queue)
 
     def establish(self, asc: int, ascq: int) -> None:
         """Queue a unit attention for every nexus that knows the logical unit."""
         for queue in self._pending.values():
             if (asc, ascq) not in queue:
+                if len(queue) < _MAX_PENDING:
+                    self.queued += 1  # a full queue drops its oldest instead
                 queue.append((asc, ascq))
 
     def take(self, nexus: Nexus, opcode: int) -> bytes | None:
@@ -60,6 +67,7 @@ class UnitAttentions:
         if not queue or opcode in EXEMPT_OPCODES:
             return None
         asc, ascq = queue.popleft()
+        self.queued -= 1
         return fixed_sense(SenseKey.UNIT_ATTENTION, asc, ascq)
 
     def pending(self, nexus: Nexus) -> int:

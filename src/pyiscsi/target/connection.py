@@ -14,18 +14,23 @@ is routed at header time through the table and received straight into
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from time import perf_counter_ns
+from typing import TYPE_CHECKING, Final
 
 from ..logfmt import ConnectionLog
+from ..placement.counters import size_bucket
 from ..placement.table import DataPointerTable
+from ..proto import fastcodec
 from ..proto import pdu as P
 from ..proto.errors import LoginFailed, PduRejected, RemoteProtocolError
 from ..proto.framing import DISCARD, PduReceived, Receiver, Route, frame
 from ..proto.login import TargetLogin
-from ..proto.serial import sn_add
+from ..proto.serial import sn_add, sn_le
 from ..proto.wire import (
+    BHS_LENGTH,
     RESERVED_TAG,
     LoginStatus,
     LogoutResponse,
@@ -59,6 +64,20 @@ Buffer = bytes | bytearray | memoryview
 
 
 _SENSE_LEN = 2
+_CMD_HEAD = fastcodec.CMD_HEAD.unpack_from
+_FAST_CDBS: dict[int, struct.Struct] = {
+    0x28: struct.Struct(">IxH"), 0x2A: struct.Struct(">IxH"),   # READ/WRITE (10)
+    0x88: struct.Struct(">QIx"), 0x8A: struct.Struct(">QIx"),   # READ/WRITE (16)
+}
+"""The fast path's opcodes: LOGICAL BLOCK ADDRESS and TRANSFER LENGTH from CDB byte 2
+and (16) its GROUP NUMBER (SBC-4 §5.15, §5.17, §5.41, §5.43); the CONTROL byte follows."""
+_FAST_READ_FLAGS: Final = 0xC1
+"""SCSI Command byte 1 of a fast-path read: F, R, ATTR=SIMPLE (RFC 7143 §11.3.1)."""
+_FAST_WRITE_FLAGS: Final = 0xA1
+"""F, W, ATTR=SIMPLE."""
+_RDPROTECT: Final = 0xE0
+_WRITE_PROTECT_FUA: Final = 0xE8
+"""WRPROTECT and FUA (a FUA write flushes: general path)."""
 _LOGIN_DATA_LIMIT = 8192
 LOGOUT_GRACE = 5.0
 """Seconds past an asked logout's deadline before the connection is dropped."""
@@ -123,7 +142,7 @@ class TargetConnection:
         """The header-time decision about the SCSI Command being received: its task, or the
         SCSI answer it gets once whole."""
         self._out: list[Buffer] = []
-        self._tx_payload = 0
+        self._tx_payload = [0, 0, 0]  # store payload bytes to send, by counters.SIZE_BUCKETS
         self._login = TargetLogin(login_config(catalog, local))
         self._texts = TextExchange(catalog, local)
         self._login_first = True
@@ -146,6 +165,11 @@ class TargetConnection:
         asked."""
         self.io: dict[int, IoStats] = {}
         """Figures of the commands answered on this connection, by LUN (see :meth:`close`)."""
+        self.fast_path = True
+        """Whether READ/WRITE (10/16) that complete at once skip the general path
+        (:meth:`_fast_command`); tests turn it off to compare both paths' bytes."""
+        self.fast_commands = 0
+        """Commands the fast path answered."""
 
     # ------------------------------------------------------------------ I/O API
 
@@ -198,10 +222,11 @@ class TargetConnection:
         # payloads go straight to the store instead of through the staging area.
         receiver.exact_headers = len(self.table) > 0
 
-    def take_output(self) -> tuple[list[Buffer], int]:
-        """The buffers to send and how many of their bytes are store payload (zero-copy)."""
+    def take_output(self) -> tuple[list[Buffer], list[int]]:
+        """The buffers to send and how many of their bytes are store payload (zero-copy),
+        by payload size bucket."""
         out, self._out = self._out, []
-        payload, self._tx_payload = self._tx_payload, 0
+        payload, self._tx_payload = self._tx_payload, [0, 0, 0]
         return out, payload
 
     def close(self) -> None:
@@ -210,6 +235,7 @@ class TargetConnection:
             return
         self.phase = Phase.CLOSED
         self._rules = {}
+        self.receiver.fast = None
         session = self.session
         for task in list(self.tasks.values()):
             if session is not None and task.started:
@@ -243,7 +269,8 @@ class TargetConnection:
                                header_digest=digests and self.receiver.header_digest,
                                data_digest=digests and self.receiver.data_digest))
         if store and payload is not None:
-            self._tx_payload += len(payload)
+            n = len(payload)
+            self._tx_payload[0 if n < 4096 else 1 if n < 65536 else 2] += n
 
     def _next_statsn(self) -> int:
         sn = self.statsn
@@ -384,6 +411,86 @@ class TargetConnection:
             self._held[cmd.cmdsn] = lambda: self._respond_refusal(cmd, refusal)
         else:
             self._held[cmd.cmdsn] = None
+
+    # ------------------------------------------------------------------ fast path
+
+    def _fast_command(self, buf: memoryview, start: int, length: int) -> bool:
+        """READ/WRITE (10/16) that complete in the call that received them, with no Task,
+        ScsiRequest or ScsiResult: a non-immediate SIMPLE command whose CmdSN is the next
+        one (nothing held), on a LU with nothing pending (no unit attention, reservation,
+        sanitize or busy range), of a memory store that needs no paging, transferring
+        exactly EDTL: a read in one Data-In with status, a write whose immediate data is
+        all of it. Anything else (and every error) answers False having changed nothing,
+        and takes the general path, whose answer this one reproduces byte for byte
+        (RFC 7143 §11.3, §11.4, §11.8; SBC-4 §5.15, §5.41)."""
+        b0, b1, _lens, lun_field, itt, edtl, cmdsn = _CMD_HEAD(buf, start)
+        cdb = start + fastcodec.CDB_OFFSET
+        op = buf[cdb]
+        layout = _FAST_CDBS.get(op)
+        if layout is None:
+            return False
+        lba, count = layout.unpack_from(buf, cdb + 2)
+        write = op & 0x02
+        if (b0 != fastcodec.SCSI_COMMAND_OPCODE
+                or b1 != (_FAST_WRITE_FLAGS if write else _FAST_READ_FLAGS)
+                or buf[cdb + 2 + layout.size] & 0x05  # CONTROL: NACA, LINK
+                or buf[cdb + 1] & (_WRITE_PROTECT_FUA if write else _RDPROTECT)):
+            return False
+        session = self.session
+        target = self.target
+        params = self.params
+        if (session is None or target is None or params is None or self._held
+                or cmdsn != session.expcmdsn or not sn_le(cmdsn, session.maxcmdsn)
+                or itt == RESERVED_TAG or itt in self.tasks or self._task_sets.barriers):
+            return False
+        lun = (lun_field >> 48) & 0x3FFF
+        lu = target.luns.get(lun)
+        if lu is None:
+            return False
+        store = lu.store
+        reservations = lu.reservations
+        if (lu.attentions.queued or lu.sanitize.active or lu.busy.ranges
+                or reservations.spc2_holder is not None or reservations.reservation is not None
+                or store.paged or not lu.memory_addressable
+                or not count or lba + count > lu.blocks or count > lu.max_transfer_blocks):
+            return False
+        bs = lu.block_size
+        n = count * bs
+        if n != edtl:
+            return False
+        if write:
+            if (length != n or not params.immediate_data or n > params.first_burst_length
+                    or not lu.write_cache or lu.read_only):
+                return False
+        elif length or n > params.max_send_data_segment_length or n > params.max_burst_length:
+            return False
+        # Taken: the CmdSN, the StatSN, the answer (the general path's window is the one
+        # before the task ends, then MaxCmdSN slides as its task_done would).
+        t0 = perf_counter_ns()
+        exp = session.expcmdsn = (cmdsn + 1) & 0xFFFFFFFF
+        statsn = self.statsn
+        self.statsn = (statsn + 1) & 0xFFFFFFFF
+        offset = lba * bs
+        out = self._out
+        if write:
+            store.prepare_write(offset, n)
+            data = start + BHS_LENGTH
+            store.view(offset, n)[:] = buf[data:data + n]
+            self.counters.rx_staged_by_size[0 if n < 4096 else 1 if n < 65536 else 2] += n
+            out.append(fastcodec.scsi_response_good(itt, statsn, exp, session.maxcmdsn))
+        else:
+            out.append(fastcodec.data_in_good(n, lun_field, itt, statsn, exp, session.maxcmdsn))
+            out.append(store.view(offset, n))
+            if n & 3:
+                out.append(bytes(-n & 3))
+            self._tx_payload[0 if n < 4096 else 1 if n < 65536 else 2] += n
+        session.slide()
+        io = self.io.get(lun)
+        if io is None:
+            io = self._new_io(lun)
+        io.record(not write, bool(write), n, True, perf_counter_ns() - t0)
+        self.fast_commands += 1
+        return True
 
     # ------------------------------------------------------------------ commands
 
@@ -558,9 +665,9 @@ class TargetConnection:
             if task.unsol_buffer is not None:
                 n = min(task.unsol_end, task.limit)
                 plan.buffer[:n] = task.unsol_buffer[:n]
-                self.counters.rx_staged += n
+                self.counters.rx_staged_by_size[size_bucket(n)] += n
             if plan.staged:
-                self.counters.rx_staged += arrived  # the SCSI layer copies it to the store
+                self.counters.rx_staged_by_size[size_bucket(arrived)] += arrived  # SCSI copies it
             task.data_done = True
             self._settle(task, plan.complete(arrived))
             if task.result is not None:
@@ -940,6 +1047,9 @@ class TargetConnection:
         self.transfers.max_outstanding_r2t = params.max_outstanding_r2t
         self.receiver.header_digest = params.header_digest
         self.receiver.data_digest = params.data_digest
+        if (self.fast_path and self.session is not None and not self.session.discovery
+                and not params.header_digest and not params.data_digest):
+            self.receiver.fast = self._fast_command
         self.state.events.logins += 1
         self.log.info("%s logged in to %s (%s), TSIH %d", params.initiator_name,
                       params.target_name or "discovery", self.peer,

@@ -41,7 +41,7 @@ class Engine(Protocol):
     def received_at(self, now: float) -> None: ...
     @property
     def dead(self) -> bool: ...
-    def take_output(self) -> tuple[list[Buffer], int]: ...
+    def take_output(self) -> tuple[list[Buffer], list[int]]: ...
     def take_store_requests(self) -> list[StoreRequest]: ...
     @property
     def wants_turn(self) -> bool: ...
@@ -200,10 +200,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
             if transport.is_closing():
                 return
             transport.writelines(out)
-            if self._zero_copy:
-                self.state.copies.tx_zero_copy += payload
-            else:
-                self.state.copies.tx_copied += payload
+            self.state.copies.sent(payload, self._zero_copy)
         if engine.close_after_send:
             transport.close()
 

@@ -92,7 +92,7 @@ def run(steps: list[Step], fast: bool, chunk: int) -> tuple[list[bytes], TargetC
     def collect() -> None:
         run_store_work(conn)
         out, payload = conn.take_output()
-        tx_payload[0] += payload
+        tx_payload[0] += sum(payload)
         for reply in drain(conn, out):
             stream.append(reply.pdu)
             stream.append(reply.data)

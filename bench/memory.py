@@ -7,7 +7,8 @@ Private (clean + dirty) and Anonymous, summed over all mappings except the RAM s
 The RAM store (backstore/memory.py) is one anonymous private ``mmap`` of exactly the LUN's
 size, marked ``MADV_DONTDUMP``: its mapping is the anonymous one (no path) of exactly that
 size with the ``dd`` VmFlag, which also keeps the kernel from merging it with its anonymous
-neighbours. Exactly one mapping must match, else the script stops rather than guess.
+neighbours (two RAM stores side by side could still merge with each other: the script
+serves one LUN). Exactly one mapping must match, else the script stops rather than guess.
 
 Verdict per phase: the least-squares slope of the samples of the last 50 s (MiB/min) and
 max - min over the phase; "grows" when the slope exceeds GROWTH (MiB/min, default 1.0).

@@ -76,7 +76,11 @@ def cli(log_level: str, log_format: str) -> None:
 @click.option("--target", "target_name", default=DEFAULT_TARGET, show_default=True,
               metavar="IQN", help="the target's name")
 @click.option("--lun", "luns", multiple=True, metavar="SPEC",
-              help="ram:SIZE | file:PATH[,size=SIZE] with flags ro, bs=N (repeatable; LUN 0, 1..)")
+              help="ram:SIZE | file:PATH[,size=SIZE] | rbd:POOL/IMAGE[,size=SIZE][,conf=PATH]"
+                   "[,id=CLIENT][,timeout=SECONDS] with flags ro, bs=N (repeatable; LUN 0, 1..)")
+@click.option("--ceph-conf", "ceph_conf", type=click.Path(dir_okay=False), default=None,
+              metavar="PATH", help="the ceph.conf of rbd: LUNs without conf= (default: "
+                                   "$CEPH_CONF, then /etc/ceph/ceph.conf)")
 @click.option("--stats", "stats_path", type=click.Path(dir_okay=False), default=None,
               help="write placement/copy counters as JSON to this file every second")
 @click.option("--queue-depth", default=128, show_default=True, type=click.IntRange(1, 1024),
@@ -116,6 +120,12 @@ def cli(log_level: str, log_format: str) -> None:
               help="the admin socket (`pyiscsi admin`, `pyiscsi top`); default "
                    "/run/pyiscsi/HOST-PORT.sock of the first portal (else under "
                    "$XDG_RUNTIME_DIR or /tmp); off: none")
+@click.option("--tpgt", "tpgt", type=click.IntRange(1, 65535), default=None,
+              help="Target Portal Group Tag, also the SCSI target port group (default: "
+                   "derived from the first portal, README: Two gateways)")
+@click.option("--relative-port-id", "relative_port_id", type=click.IntRange(1, 65535),
+              default=None, help="relative target port identifier (VPD page 83h; default: "
+                                 "derived from the first portal)")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               metavar="FILE.toml", help="serve the targets of this file (SIGHUP re-reads it); "
               "no target flags then")
@@ -125,25 +135,28 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
           partial_pdu_timeout: float, immediate_commands: int, loop_kind: str,
           chap: str | None, mutual_chap: str | None, allow: tuple[str, ...],
           auth_file: str | None, sanitize_pace: str, metrics: str | None = None,
-          admin_socket: str | None = None, config_path: str | None = None) -> None:
+          admin_socket: str | None = None, config_path: str | None = None,
+          tpgt: int | None = None, relative_port_id: int | None = None,
+          ceph_conf: str | None = None) -> None:
     """Serve LUNs to iSCSI initiators (Ctrl-C or SIGTERM stops cleanly)."""
     try:
         pace = parse_sanitize_pace(sanitize_pace)
         metrics_address = parse_portal(metrics) if metrics is not None else None
     except ValueError as exc:
         _fail(str(exc))
-    observe: dict[str, Any] = {"metrics": metrics_address, "admin_socket": admin_socket}
+    observe: dict[str, Any] = {"metrics": metrics_address, "admin_socket": admin_socket,
+                               "gateway": {"tpgt": tpgt, "relative_port_id": relative_port_id}}
     if config_path is not None:
         _serve_config(config_path, stats_path, loop_kind, pace, observe)
         return
-    from .backstore.spec import open_store, parse_lun_spec
+    from .backstore.spec import open_store, parse_lun_spec, with_ceph_conf
     from .scsi.lun import LogicalUnit
     from .target.authconfig import exposure_warning, load_access
     from .target.catalog import Catalog, Limits, Target
 
     try:
         addresses = [parse_portal(p) for p in (portals or (DEFAULT_PORTAL,))]
-        specs = [parse_lun_spec(s) for s in (luns or (DEFAULT_LUN,))]
+        specs = [with_ceph_conf(parse_lun_spec(s), ceph_conf) for s in (luns or (DEFAULT_LUN,))]
         access = load_access(chap=chap, mutual=mutual_chap, allow=allow, auth_file=auth_file)
     except ValueError as exc:
         _fail(str(exc))
@@ -158,7 +171,7 @@ def serve(portals: tuple[str, ...], target_name: str, luns: tuple[str, ...],
     try:
         for number, spec in enumerate(specs):
             target.luns[number] = LogicalUnit(number, open_store(spec), target_name,
-                                              sanitize_pace=pace)
+                                              sanitize_pace=pace, shared=spec.shared)
     except (OSError, ValueError) as exc:
         _fail(str(exc))
     for lu in target.luns.values():
@@ -191,6 +204,7 @@ def _flag_config(name: str, portals: list[tuple[str, int]], texts: tuple[str, ..
 
 
 TARGET_FLAGS = {"portals": "--portal", "target_name": "--target", "luns": "--lun",
+                "ceph_conf": "--ceph-conf",
                 "chap": "--chap", "mutual_chap": "--mutual-chap", "allow": "--allow",
                 "auth_file": "--auth-file"}
 """``serve`` flags that say what to serve: a configuration file says it instead."""
@@ -236,6 +250,8 @@ def _serve_config(path: str, stats_path: str | None, loop_kind: str, pace: int,
     for target in catalog.targets.values():
         for lu in target.luns.values():
             lu.sanitize_pace = pace
+    observe["gateway"] = {**dict(config.gateway),
+                          **{k: v for k, v in observe["gateway"].items() if v is not None}}
     _run(_serve(catalog, config.portals, stats_path, config=config, **observe), loop_kind)
 
 
@@ -243,22 +259,34 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
                  stats_path: str | None, *, config: object | None = None,
                  from_file: bool = True,
                  metrics: tuple[str, int] | None = None,
-                 admin_socket: str | None = None) -> None:
+                 admin_socket: str | None = None,
+                 gateway: dict[str, int | None] | None = None) -> None:
     from .observe import start_observers
+    from .scsi.port import derived_port
     from .target.catalog import Catalog
     from .target.server import TargetServer, write_stats
 
     assert isinstance(catalog, Catalog)
+    gateway = gateway or {}
+    tpgt, relative_id = gateway.get("tpgt"), gateway.get("relative_port_id")
+    if addresses and addresses[0][1]:  # known before listening: no login sees another TPGT
+        catalog.set_port(derived_port(*addresses[0], group=tpgt, relative_id=relative_id))
     server = TargetServer(catalog)
     try:
-        await server.start(addresses)
+        bound = await server.start(addresses)
     except OSError as exc:
-        for target in catalog.targets.values():
-            for lu in target.luns.values():
-                lu.store.close()
+        _close_stores(catalog)
         _fail(f"cannot listen: {exc.strerror or exc}")
-    stop = asyncio.Event()
+    if bound and not addresses[0][1]:  # port 0: derived from the port it got
+        catalog.set_port(derived_port(*bound[0], group=tpgt, relative_id=relative_id))
     loop = asyncio.get_running_loop()
+    try:  # shared LUs on a cluster: unit attentions reach the other gateways
+        server.open_event_links()
+    except OSError as exc:
+        await server.stop()
+        _close_stores(catalog)
+        _fail(f"cannot watch the events of a shared LUN: {exc}")
+    stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     reloader = _reloader(server, config, from_file)  # SIGHUP: once "serving" is printed
@@ -288,9 +316,13 @@ async def _serve(catalog: object, addresses: list[tuple[str, int]],
         await server.stop()
         if stats_path:
             write_stats(stats_path, server.stats)
-        for target in catalog.targets.values():
-            for lu in target.luns.values():
-                lu.store.close()
+        _close_stores(catalog)
+
+
+def _close_stores(catalog: Any) -> None:
+    for target in catalog.targets.values():
+        for lu in target.luns.values():
+            lu.store.close()
 
 
 def _admin_verbs(server: TargetServer, reloader: Reloader | None,
@@ -387,7 +419,8 @@ def config_check(path: str) -> None:
             "CHAP" if target.auth else "no CHAP")
         click.echo(f"  {target.name}  {portals}  {chap}")
         for lun in target.luns:
-            serial, naa = identity(target.name, lun.id, lun.store_name, lun.serial)
+            serial, naa = identity(target.name, lun.id, lun.store_name, lun.serial,
+                                   lun.stable_name)
             kind = "stored" if lun.serial else "derived"
             click.echo(f"    LUN {lun.id}: {lun.text}  serial {serial} ({kind}) naa {naa.hex()}")
 

@@ -22,6 +22,14 @@ PEERS = Path(os.environ.get("PYISCSI_PEERS", Path(__file__).resolve().parents[3]
 IQN = "iqn.2026-11.org.pyiscsi:disk"
 
 
+def tpgt(portal: str) -> int:
+    """The TPGT a ``serve`` whose first portal is ``host:port`` derives (README: Two gateways)."""
+    from pyiscsi.scsi.port import derived_port_number
+
+    host, _, port = portal.rpartition(":")
+    return derived_port_number(host.strip("[]"), int(port))
+
+
 def require(tool: str) -> str:
     """Path of a peer tool; fails in CI, skips elsewhere, when it is missing."""
     path = shutil.which(tool) or (str(PEERS / tool) if (PEERS / tool).exists() else None)
@@ -100,3 +108,11 @@ def server(tmp_path: Path) -> Iterator[Server]:
     srv = start_server(tmp_path, "--portal", "127.0.0.1:0", "--lun", "ram:64MiB")
     yield srv
     assert stop_server(srv) == 0
+
+
+@pytest.fixture(scope="session")
+def ceph_conf() -> Iterator[str]:
+    """One throw-away Ceph cluster for the session's RBD tests (:mod:`.ceph`)."""
+    from .ceph import micro_ceph
+
+    yield from micro_ceph()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import IQN, Server, require, start_server, stop_server
+from .conftest import IQN, Server, require, start_server, stop_server, tpgt
 
 pytestmark = pytest.mark.interop
 
@@ -71,7 +71,8 @@ def test_discovery_needs_chap(chap_server: Server) -> None:
     ls = require("iscsi-ls")
     ok = run(ls, url(chap_server, f"{USER}%{SECRET}@", lun=False))
     assert ok.returncode == 0, ok.stderr
-    assert f"Target:{IQN} Portal:{portal(chap_server)},1" in ok.stdout
+    address = portal(chap_server)
+    assert f"Target:{IQN} Portal:{address},{tpgt(address)}" in ok.stdout
     bare = run(ls, url(chap_server, lun=False))
     assert bare.returncode != 0 and IQN not in bare.stdout
 

@@ -21,7 +21,7 @@ import pytest
 
 from pyiscsi.initiator.client import Session
 
-from .conftest import Server, require, stop_server
+from .conftest import Server, require, stop_server, tpgt
 
 pytestmark = pytest.mark.interop
 
@@ -60,6 +60,11 @@ def start(tmp: Path, text: str, lines: int) -> Server:
         proc.kill()
         raise AssertionError(f"serve --config did not start: {(tmp / 'serve.log').read_text()}")
     return Server(proc, urls, stats)
+
+
+def first_portal(server: Server) -> str:
+    """host:port of the process's first portal (the first serving line): its TPGT's source."""
+    return server.urls[0].split("/")[2]
 
 
 def portal_of(server: Server, target: str) -> list[str]:
@@ -106,10 +111,11 @@ def test_discovery_per_portal_shows_only_its_targets(two: Server) -> None:
     ls, inq = require("iscsi-ls"), require("iscsi-inq")
     (db_portal,), (web_portal,) = portal_of(two, DB), portal_of(two, WEB)
     assert db_portal.startswith("127.0.0.1:") and web_portal.startswith("127.0.0.2:")
+    two_tpgt = tpgt(first_portal(two))  # one target port: every portal has its TPGT
     for portal, name, other in ((db_portal, DB, WEB), (web_portal, WEB, DB)):
         out = run(ls, f"iscsi://{portal}")
         assert out.returncode == 0, out.stderr
-        assert out.stdout.splitlines() == [f"Target:{name} Portal:{portal},1"]
+        assert out.stdout.splitlines() == [f"Target:{name} Portal:{portal},{two_tpgt}"]
         assert other not in out.stdout
     listed = run(ls, "-s", f"iscsi://{web_portal}")
     assert listed.returncode == 0, listed.stderr
@@ -158,8 +164,9 @@ chap = {{ user = "webuser", secret = "websecret-0123456789" }}
             assert refused.returncode != 0 and "Authentication failure" in refused.stderr
         seen = run(ls, f"iscsi://disc%{secrets['disc']}@{portal}")
         assert seen.returncode == 0, seen.stderr
-        assert sorted(seen.stdout.splitlines()) == [f"Target:{DB} Portal:{portal},1",
-                                                    f"Target:{WEB} Portal:{portal},1"]
+        tag = tpgt(first_portal(srv))
+        assert sorted(seen.stdout.splitlines()) == [f"Target:{DB} Portal:{portal},{tag}",
+                                                    f"Target:{WEB} Portal:{portal},{tag}"]
         for cred in ("", db_cred):
             hidden = run(ls, f"iscsi://{cred}{portal}")
             assert hidden.returncode != 0 and DB not in hidden.stdout

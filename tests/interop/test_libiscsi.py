@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import IQN, PEERS, Server, require
+from .conftest import IQN, PEERS, Server, require, tpgt
 
 pytestmark = pytest.mark.interop
 
@@ -27,7 +27,7 @@ def portal(url: str) -> str:
 def test_iscsi_ls_discovers_target_and_lun(server: Server) -> None:
     out = run(require("iscsi-ls"), "-s", f"iscsi://{portal(server.url)}")
     assert out.returncode == 0, out.stderr
-    assert f"Target:{IQN} Portal:{portal(server.url)},1" in out.stdout
+    assert f"Target:{IQN} Portal:{portal(server.url)},{tpgt(portal(server.url))}" in out.stdout
     # libiscsi prints last LBA x block size: 64 MiB - 512 B shows as 63M (as for tgtd)
     assert re.search(r"Lun:0\s+Type:DIRECT_ACCESS \(Size:63M\)", out.stdout), out.stdout
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PEERS, require, start_server, stop_server
+from .conftest import PEERS, require, start_server, stop_server, tpgt
 
 pytestmark = pytest.mark.interop
 
@@ -34,4 +34,5 @@ def test_tshark_decodes_every_pdu_cleanly(tmp_path: Path) -> None:
         assert opcodes.get(op, 0) > 0, text
     malformed = text.split("# malformed / expert errors:")[1].split("# login key")[0].strip()
     assert malformed == "", malformed
-    assert "KeyValue: TargetPortalGroupTag=1" in text
+    # the TPGT derived from the portal (README: Two gateways, one image)
+    assert f"KeyValue: TargetPortalGroupTag={tpgt(f'127.0.0.1:{port}')}" in text

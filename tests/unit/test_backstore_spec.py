@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from pyiscsi.backstore.file import FileStore
 from pyiscsi.backstore.memory import MemoryStore
-from pyiscsi.backstore.spec import LunSpec, open_store, parse_lun_spec, parse_size
+from pyiscsi.backstore.spec import (
+    LunSpec,
+    format_lun_spec,
+    open_store,
+    parse_lun_spec,
+    parse_size,
+)
 
 SUFFIXES = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}
 
@@ -112,3 +118,19 @@ def test_open_store(tmp_path: Path) -> None:
     again = open_store(parse_lun_spec(f"file:{path}"))
     assert again.size == 2 << 20
     again.close()
+
+
+@pytest.mark.parametrize("text, shared", [
+    ("file:/x", None), ("file:/x,shared", True), ("file:/x,shared=yes", True),
+    ("file:/x,shared=no", False), ("ram:1M,shared=No", False),
+])
+def test_shared_option(text: str, shared: bool | None) -> None:
+    spec = parse_lun_spec(text)
+    assert spec.shared is shared
+    assert parse_lun_spec(format_lun_spec(spec)) == spec
+
+
+@pytest.mark.parametrize("text", ["file:/x,shared=maybe", "file:/x,shared,shared=no"])
+def test_shared_option_mistakes(text: str) -> None:
+    with pytest.raises(ValueError, match="bad LUN spec"):
+        parse_lun_spec(text)

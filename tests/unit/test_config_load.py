@@ -123,7 +123,8 @@ portals = ["127.0.0.1:0"]
 
 @pytest.mark.parametrize("text,expected", [
     ("[[target]]\nname = 'iqn.x'\nportals = ['127.0.0.1:3260']\nluns = ['disk:/x']\n",
-     ["target[0].luns[0]: bad LUN spec 'disk:/x': expected ram:SIZE or file:PATH[,size=SIZE]"]),
+     ["target[0].luns[0]: bad LUN spec 'disk:/x': expected ram:SIZE, file:PATH[,size=SIZE] "
+      "or rbd:POOL/IMAGE[,size=SIZE]"]),
     ("[[target]]\nname = 'db'\nportals = ['127.0.0.1']\n",
      ["target[0].name: bad target name 'db': must start with iqn., eui. or naa., without "
       "spaces, at most 223 bytes",
@@ -282,3 +283,33 @@ def test_the_readme_example_loads(tmp_path: Path) -> None:
     assert config.discovery.auth is not None
     assert dict(config.limits) == {"queue_depth": 128, "max_sessions": 64}
     assert os.listdir(var) == []
+
+
+def test_gateway_table(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '''
+[gateway]
+tpgt = 12
+relative_port_id = 34
+[[target]]
+name = "iqn.2026-11.org.example:t"
+portals = ["127.0.0.1:0"]
+luns = ["file:t.img,size=1MiB,shared=yes"]
+'''))
+    assert config.gateway == (("tpgt", 12), ("relative_port_id", 34))
+    assert config.targets[0].luns[0].spec.shared is True
+
+
+def test_gateway_table_mistakes(tmp_path: Path) -> None:
+    found = issues(tmp_path, '''
+[gateway]
+tpgt = 0
+relative_port_id = 70000
+tpg = 3
+[[target]]
+name = "iqn.2026-11.org.example:t"
+portals = ["127.0.0.1:0"]
+''')
+    assert any(line.startswith("gateway.tpgt: 0 is out of range 1..65535") for line in found)
+    assert any(line.startswith("gateway.relative_port_id: 70000 is out of range")
+               for line in found)
+    assert any("gateway" in line and "tpg" in line for line in found), found

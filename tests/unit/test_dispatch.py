@@ -113,3 +113,66 @@ def test_lba_count_decoders() -> None:
     assert LBA_COUNT[0x88](cdb16) == (0x0102030405060708, 0x0A0B0C0D)
     assert control_byte(cdb16) == 0
     assert [cdb_length(op) for op in (0x00, 0x28, 0x55, 0x88, 0xA0)] == [6, 10, 10, 16, 12]
+
+
+# --- shared LUs (more than one gateway): reservations refused ----------------------------
+
+SHARED_REFUSED_CDBS = {
+    "RESERVE(6)": "16 00 00 00 00 00",
+    "RELEASE(6)": "17 00 00 00 00 00",
+    "PERSISTENT RESERVE IN / READ KEYS": "5e 00 00 00 00 00 00 00 ff 00",
+    "PERSISTENT RESERVE IN / REPORT CAPABILITIES": "5e 02 00 00 00 00 00 00 ff 00",
+    "PERSISTENT RESERVE OUT / REGISTER": "5f 00 00 00 00 00 00 00 18 00",
+}
+
+
+class ClusterStore(MemoryStore):
+    stable_name = "rbd:pool/image"
+
+
+@pytest.mark.parametrize("cdb", SHARED_REFUSED_CDBS.values(), ids=SHARED_REFUSED_CDBS.keys())
+def test_shared_lu_refuses_reservations_as_unsupported(cdb: str) -> None:
+    lu = LogicalUnit(0, ClusterStore(1 << 20), "iqn.2024-01.org.example:t")
+    assert lu.shared
+    result = execute(lu, request(cdb))
+    assert isinstance(result, ScsiResult)
+    assert result.status == ScsiStatus.CHECK_CONDITION
+    assert (result.sense[2], result.sense[12], result.sense[13]) == (0x05, 0x20, 0x00)
+
+
+@pytest.mark.parametrize("cdb", SHARED_REFUSED_CDBS.values(), ids=SHARED_REFUSED_CDBS.keys())
+def test_unshared_lu_still_runs_them(cdb: str) -> None:
+    lu = LogicalUnit(0, ClusterStore(1 << 20), "iqn.2024-01.org.example:t", shared=False)
+    result = execute(lu, request(cdb))
+    assert not (isinstance(result, ScsiResult) and result.sense[12:14] == b"\x20\x00")
+
+
+def _rsoc(lu: LogicalUnit, cdb: str) -> bytes:
+    result = execute(lu, request(cdb))
+    assert isinstance(result, ScsiResult) and result.status == ScsiStatus.GOOD
+    assert result.data is not None
+    return bytes(result.data)
+
+
+def test_shared_lu_does_not_report_them_supported() -> None:
+    shared = LogicalUnit(0, MemoryStore(1 << 20), "iqn.2024-01.org.example:t", shared=True)
+    alone = make_lu()
+    listed = {(_rsoc(lu, "a3 0c 00 00 00 00 00 00 ff ff 00 00")) for lu in (shared, alone)}
+    assert len(listed) == 2
+
+    def opcodes(data: bytes) -> set[int]:
+        return {data[4 + 8 * i] for i in range((len(data) - 4) // 8)}
+
+    all_ops = opcodes(_rsoc(alone, "a3 0c 00 00 00 00 00 00 ff ff 00 00"))
+    shared_ops = opcodes(_rsoc(shared, "a3 0c 00 00 00 00 00 00 ff ff 00 00"))
+    assert all_ops - shared_ops == {0x16, 0x17, 0x5E, 0x5F}
+    # one command asked for: SUPPORT 001b (not supported) on the shared LU, 011b alone
+    for cdb in ("a3 0c 01 16 00 00 00 00 ff ff 00 00", "a3 0c 02 5e 00 00 00 00 ff ff 00 00",
+                "a3 0c 03 5f 00 01 00 00 ff ff 00 00"):
+        assert _rsoc(shared, cdb)[1] & 0x07 == 0x01
+        assert _rsoc(alone, cdb)[1] & 0x07 == 0x03
+
+
+def test_shared_default_follows_the_store() -> None:
+    assert not make_lu().shared
+    assert LogicalUnit(0, ClusterStore(1 << 20), "iqn.2024-01.org.example:t").shared

@@ -310,6 +310,22 @@ def test_ping() -> None:
     assert pair.result(task) == b"hello"
 
 
+def test_task_management_lun_reset_and_unknown_lun() -> None:
+    pair = Pair()
+    task = pair.ini.task_management(5, lun=scsi.lun_field(0))  # LOGICAL UNIT RESET
+    pair.pump()
+    assert task.kind is Kind.TMF and pair.result(task) == 0  # Function complete
+    task = pair.ini.task_management(5, lun=scsi.lun_field(9))
+    pair.pump()
+    assert pair.result(task) == 2  # LUN does not exist (RFC 7143 §11.6.1)
+
+
+def test_task_management_needs_full_feature_phase() -> None:
+    pair = Pair(login=False)
+    with pytest.raises(Exception, match="cannot send a TMF"):
+        pair.ini.task_management(5)
+
+
 # ---------------------------------------------------------------- against a hostile target
 
 

@@ -177,3 +177,26 @@ def test_a_given_serial_is_the_identity_wherever_the_lu_is() -> None:
 def test_a_bad_serial_is_refused(serial: str) -> None:
     with pytest.raises(ValueError, match="bad serial"):
         LogicalUnit(0, MemoryStore(1 << 20), TARGET, serial=serial)
+
+
+def test_a_cluster_image_has_one_identity_wherever_it_is_served() -> None:
+    a = identity("iqn.2026-11.org.example:a", 0, "rbd:pool/img", stable_name="rbd:pool/img")
+    b = identity("iqn.2026-11.org.example:b", 7, "other name", stable_name="rbd:pool/img")
+    assert a == b
+    assert a != identity("iqn.2026-11.org.example:a", 0, "rbd:pool/img",
+                         stable_name="rbd:pool/img2")
+    digest = hashlib.sha256(b"pyiscsi store\0rbd:pool/img").digest()
+    assert a[0] == digest[:8].hex().upper()
+    # a stored serial still wins
+    assert identity("iqn.x:a", 0, "n", "s-1", stable_name="rbd:pool/img") == \
+        identity("iqn.x:b", 1, "m", "s-1")
+
+
+def test_lu_takes_its_identity_from_the_store_stable_name() -> None:
+    class Image(MemoryStore):
+        stable_name = "rbd:pool/img"
+
+    one = LogicalUnit(0, Image(1 << 20), "iqn.2026-11.org.example:a")
+    two = LogicalUnit(3, Image(1 << 20), "iqn.2026-11.org.example:b")
+    assert (one.serial, one.naa) == (two.serial, two.naa)
+    assert one.shared and two.shared

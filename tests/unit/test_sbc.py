@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pyiscsi.backstore.base import BackingStore
+from pyiscsi.backstore.base import BackingStore, StoreError
 from pyiscsi.backstore.file import FileStore
 from pyiscsi.backstore.memory import MemoryStore
+from pyiscsi.backstore.ops import StoreOp, StoreOpKind
 from pyiscsi.proto.wire import ScsiStatus
 from pyiscsi.scsi.lun import LogicalUnit
 from pyiscsi.scsi.task import DataOutPlan, ScsiRequest, ScsiResult
@@ -558,3 +559,96 @@ def test_compare_and_write_limits() -> None:
     assert run(lu, caw(0, 0)).status == ScsiStatus.GOOD
     assert sense_of(run(make_lu(ro=True), caw(0, 1))) == WRITE_PROTECTED
     assert sense_of(run(lu, caw(0, 1, flags=0x20))) == INVALID_FIELD
+
+
+# --- a store that offloads COMPARE AND WRITE and submits from its staging buffers (RBD) ---
+
+
+class OffloadStore(BackingStore):
+    """Not memory: bytes in a bytearray; compares and writes itself (as librbd does), and
+    Data-Out placed in its staging buffers is what it writes from."""
+
+    atomic_compare_and_write = True
+    places_staging = True
+
+    def __init__(self, size: int) -> None:
+        self.size, self.block_size, self.read_only, self.name = size, 512, False, "offload"
+        self.data = bytearray(size)
+        self.staged: list[memoryview] = []
+        self.ops: list[StoreOpKind] = []
+
+    def limits(self) -> dict[str, int]:
+        return {"max_compare_write_blocks": 1, "optimal_transfer_bytes": 4 << 20}
+
+    def staging(self, length: int) -> memoryview:
+        view = memoryview(bytearray(length))
+        self.staged.append(view)
+        return view
+
+    def readinto(self, offset: int, buffer: memoryview) -> None:
+        buffer[:] = self.data[offset:offset + len(buffer)]
+
+    def write(self, offset: int, data: memoryview | bytes) -> None:
+        self.data[offset:offset + len(data)] = data
+
+    def flush(self, offset: int = 0, length: int | None = None) -> None:
+        pass
+
+    def perform(self, op: StoreOp) -> None:
+        self.ops.append(op.kind)
+        if op.kind is not StoreOpKind.COMPARE_AND_WRITE:
+            super().perform(op)
+            return
+        assert isinstance(op.buffer, memoryview) and op.buffer.obj is self.staged[-1].obj
+        verify, new = bytes(op.buffer[:op.length]), op.buffer[op.length:]
+        current = bytes(self.data[op.offset:op.offset + op.length])
+        if verify != current:
+            at = next(i for i, (a, b) in enumerate(zip(verify, current, strict=True)) if a != b)
+            raise StoreError("miscompare", 0x0E, 0x1D, 0x00, information=at)
+        self.write(op.offset, new)
+
+
+def test_offloaded_compare_and_write_goes_to_the_store() -> None:
+    store = OffloadStore(BLOCKS * 512)
+    lu = make_lu(store)
+    assert lu.max_compare_write_blocks == 1  # from the store's limits
+    store.data[5120:5632] = b"A" * 512
+    p = plan(lu, caw(10, 1, flags=0x08))
+    assert not p.staged and p.buffer.obj is store.staged[-1].obj  # placed in its buffer
+    assert send(p, b"A" * 512 + b"B" * 512).status == ScsiStatus.GOOD
+    assert store.ops == [StoreOpKind.COMPARE_AND_WRITE, StoreOpKind.FLUSH]  # FUA: flush
+    assert bytes(store.data[5120:5632]) == b"B" * 512
+    wrong = bytearray(b"B" * 512)
+    wrong[300] = 0
+    result = send(plan(lu, caw(10, 1)), bytes(wrong) + b"C" * 512)
+    assert sense_of(result) == (0x0E, 0x1D, 0x00)
+    assert result.sense[0] & 0x80 and int.from_bytes(result.sense[3:7], "big") == 300
+    assert bytes(store.data[5120:5632]) == b"B" * 512
+    assert sense_of(run(lu, caw(10, 2))) == INVALID_FIELD  # past the store's maximum
+
+
+def test_store_staging_buffers_carry_reads_and_writes() -> None:
+    store = OffloadStore(BLOCKS * 512)
+    lu = make_lu(store)
+    p = plan(lu, write10(4, 2))
+    assert not p.staged and p.buffer.obj is store.staged[-1].obj
+    assert good(send(p, b"x" * 1024)) == b""
+    result = execute_hex(lu, read10(4, 2))
+    assert isinstance(result, ScsiResult) and bytes(result.data or b"") == b"x" * 1024
+    assert isinstance(result.data, memoryview) and result.data.obj is store.staged[-1].obj
+
+
+def test_vpd_block_limits_from_store_limits() -> None:
+    lu = make_lu(OffloadStore(BLOCKS * 512))
+    page = good(run(lu, "12 01 b0 00 40 00"))
+    assert page[5] == 1
+    assert struct.unpack_from(">I", page, 12)[0] == (4 << 20) // 512  # OPTIMAL TRANSFER
+
+
+def test_unknown_store_limit_is_refused() -> None:
+    class Odd(OffloadStore):
+        def limits(self) -> dict[str, int]:
+            return {"blocks": 1}
+
+    with pytest.raises(ValueError, match="unknown limit 'blocks'"):
+        make_lu(Odd(BLOCKS * 512))

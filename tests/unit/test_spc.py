@@ -109,6 +109,9 @@ def test_vpd_device_identification() -> None:
     # relative target port: iSCSI, PIV, port association, type 4
     assert out[at : at + 8] == bytes.fromhex("5194000400000001")
     at += 8
+    # target port group: iSCSI, PIV, port association, type 5 (SPC-5 §7.7.6.6.6)
+    assert out[at : at + 8] == bytes.fromhex("5195000400000001")
+    at += 8
     assert out[at : at + 2] == bytes.fromhex("53a8")
     name_len = out[at + 3]
     assert name_len % 4 == 0

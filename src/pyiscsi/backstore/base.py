@@ -9,6 +9,7 @@ Data-Out payloads land in the store with no copy. Other stores implement ``readi
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 from mypy_extensions import mypyc_attr
 
@@ -20,14 +21,17 @@ class StoreError(Exception):
 
     ``sense_key``/``asc``/``ascq`` follow SPC-4 (e.g. MEDIUM ERROR 0x03/0x0C/0x00 for a write
     error, 0x03/0x11/0x00 for an unrecovered read error, DATA PROTECT 0x07/0x27/0x07 for
-    space allocation failed write protect).
+    space allocation failed write protect). ``information`` fills the INFORMATION field
+    (MISCOMPARE: the offset of the first differing byte, SBC-4 §5.3).
     """
 
-    def __init__(self, message: str, sense_key: int = 0x03, asc: int = 0x0C, ascq: int = 0x00):
+    def __init__(self, message: str, sense_key: int = 0x03, asc: int = 0x0C, ascq: int = 0x00,
+                 information: int | None = None):
         super().__init__(message)
         self.sense_key = sense_key
         self.asc = asc
         self.ascq = ascq
+        self.information = information
 
 
 class StoreBusy(ValueError):
@@ -44,6 +48,10 @@ class BackingStore(abc.ABC):
     read_only: bool
     name: str
     """Human-readable identity (path or ``ram``), used in logs and the serial number."""
+    stable_name: str | None = None
+    """A name the same storage has wherever it is opened (an image in a cluster, e.g.
+    ``rbd:POOL/IMAGE``), or None (local storage). When set, the LU identity derives from it
+    alone (every gateway exporting it agrees) and the LU is shared by default."""
 
     grow_needs_quiet = False
     """Whether :meth:`grow` must not run while store work on a worker uses the store."""
@@ -52,6 +60,40 @@ class BackingStore(abc.ABC):
     """Whether the store's memory may need work before the loop touches it (a file mapping:
     holes to allocate, pages to fault in): when False, :meth:`needs_allocation` and
     :meth:`resident` need not be asked (RAM)."""
+
+    atomic_compare_and_write = False
+    """Whether the store performs :attr:`StoreOpKind.COMPARE_AND_WRITE` itself, atomically
+    against every other writer of the medium (a Ceph image shared by gateways)."""
+
+    places_staging = False
+    """Whether a buffer from :meth:`staging` is where the store's I/O is submitted from
+    and received into, with no copy (so Data-Out placed there counts as placed)."""
+
+    completion_fd: int | None = None
+    """A file descriptor that is readable when operations started with :meth:`submit`
+    completed (then the loop calls :meth:`reap`); None: the store has no asynchronous
+    submission, worker threads :meth:`perform` its operations."""
+
+    def limits(self) -> dict[str, int]:
+        """Limits of the medium that override the logical unit's defaults (names of
+        :class:`~pyiscsi.scsi.lun.LogicalUnit` limit attributes). Default: none."""
+        return {}
+
+    def staging(self, length: int) -> memoryview:
+        """A buffer for ``length`` bytes going to or coming from the store."""
+        return memoryview(bytearray(length))
+
+    def asynchronous(self, op: StoreOp) -> bool:
+        """Whether :meth:`submit` takes ``op`` (else a worker thread performs it)."""
+        return False
+
+    def submit(self, op: StoreOp, on_done: Callable[[BaseException | None], None]) -> None:
+        """Start ``op``; ``on_done(error)`` is called from :meth:`reap` on the loop thread.
+        The op's buffer stays referenced until then: it must not be reused earlier."""
+        raise NotImplementedError(f"{type(self).__name__} has no asynchronous submission")
+
+    def reap(self) -> None:  # noqa: B027
+        """Finish the operations that completed (``completion_fd`` was readable)."""
 
     @property
     def memory_addressable(self) -> bool:

@@ -16,7 +16,8 @@ log = logging.getLogger("pyiscsi.config")
 
 def open_lun(target: str, lun: LunConfig) -> LogicalUnit:
     """Open one LUN's store (OSError/ValueError when it cannot be)."""
-    return LogicalUnit(lun.id, open_store(lun.spec), target, serial=lun.serial)
+    return LogicalUnit(lun.id, open_store(lun.spec), target, serial=lun.serial,
+                       shared=lun.spec.shared)
 
 
 def build_target(config: TargetConfig) -> Target:

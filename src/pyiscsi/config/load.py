@@ -65,7 +65,9 @@ NEGOTIATION_RANGES: dict[str, tuple[int, int]] = {
 }
 NEGOTIATION_FLAGS = ("immediate_data", "initial_r2t")
 
-_TOP_KEYS = ("target", "limits", "discovery")
+_TOP_KEYS = ("target", "limits", "discovery", "ceph_conf", "gateway")
+GATEWAY_KEYS = ("tpgt", "relative_port_id")
+"""``[gateway]``: this process's target port (:mod:`pyiscsi.scsi.port`); 1..65535 each."""
 _TARGET_KEYS = ("name", "portals", "luns", "lun", "allow", "chap", "mutual_chap", "alias",
                 "negotiation")
 _CHAP_KEYS = ("user", "secret", "secret_file")
@@ -121,6 +123,8 @@ class _Checker:
         self.issues: list[Issue] = []
         self._serials: dict[str, str] = {}
         self._files: dict[str, str] = {}
+        self.ceph_conf: str | None = None
+        """The file's ``ceph_conf``: the default ceph.conf of its ``rbd:`` LUNs."""
         self._portals: dict[Portal, str] = {}
         self._source: str | None = None
         """Where the last secret read came from (see :data:`.schema.SecretSources`)."""
@@ -189,6 +193,11 @@ class _Checker:
 
     def config(self, data: dict[str, Any]) -> Config:
         self.keys(data, "", _TOP_KEYS, ("target",))
+        conf = data.get("ceph_conf")
+        if conf is not None and (not isinstance(conf, str) or not conf):
+            self.fail("ceph_conf", "expected the path of a ceph.conf")
+        elif conf is not None:
+            self.ceph_conf = str(self.base / conf)
         targets: list[TargetConfig] = []
         raw_targets = data.get("target", [])
         if isinstance(raw_targets, list):
@@ -208,7 +217,21 @@ class _Checker:
         limits = self.limits(data.get("limits", {}))
         self.burst_check(targets, dict(limits))
         discovery = self.discovery(data.get("discovery", {}))
-        return Config(self.path, tuple(targets), limits, discovery)
+        return Config(self.path, tuple(targets), limits, discovery,
+                      self.gateway(data.get("gateway", {})))
+
+    def gateway(self, value: object) -> tuple[tuple[str, int], ...]:
+        table = self.table(value, "gateway")
+        if table is None:
+            return ()
+        self.keys(table, "gateway", GATEWAY_KEYS)
+        out: list[tuple[str, int]] = []
+        for name in GATEWAY_KEYS:
+            if name in table:
+                number = self.number(table[name], f"gateway.{name}", 1, 65535)
+                if number is not None:
+                    out.append((name, int(number)))
+        return tuple(out)
 
     def limits(self, value: object) -> tuple[tuple[str, int | float], ...]:
         table = self.table(value, "limits")
@@ -410,6 +433,8 @@ class _Checker:
         except ValueError as exc:
             self.fail(key, str(exc))
             return None
+        if spec.kind == "rbd":
+            return self.rbd_spec(spec, key)
         if spec.path is None:
             return spec
         path = self.base / spec.path
@@ -427,6 +452,17 @@ class _Checker:
             self.fail(key, f"cannot create {spec.path}: {path.parent} is not a directory")
             return None
         return spec
+
+    def rbd_spec(self, spec: LunSpec, key: str) -> LunSpec | None:
+        """An ``rbd:`` spec: ``conf=`` relative to the file, else the file's ``ceph_conf``;
+        one image serves one LUN of the file."""
+        conf = str(self.base / spec.conf) if spec.conf is not None else self.ceph_conf
+        name = f"rbd:{spec.image}"
+        if name in self._files:
+            self.fail(key, f"{name} is already {self._files[name]}")
+            return None
+        self._files[name] = key
+        return replace(spec, conf=conf)
 
     # ------------------------------------------------------------------ CHAP
 

@@ -49,6 +49,8 @@ class Changes:
     """The new discovery settings, None when unchanged."""
     limits: bool = False
     """``[limits]`` changed: that needs a restart."""
+    gateway: bool = False
+    """``[gateway]`` changed: the target port is the sessions' I_T nexus, so a restart."""
 
     def __bool__(self) -> bool:
         return any((self.added_targets, self.removed_targets, self.added_luns,
@@ -102,7 +104,7 @@ def plan(old: Config, new: Config) -> Changes:
         listen=tuple(p for p in new.portals if p not in old.portals),
         unlisten=tuple(p for p in old.portals if p not in new.portals),
         discovery=new.discovery if new.discovery != old.discovery else None,
-        limits=old.limits != new.limits)
+        limits=old.limits != new.limits, gateway=old.gateway != new.gateway)
 
 
 @dataclass(eq=False)
@@ -127,6 +129,9 @@ class Reloader:
             return None
         if changes.limits:
             log.warning("%s: [limits] changes take effect at the next start",
+                        self.config.path)
+        if changes.gateway:
+            log.warning("%s: [gateway] changes take effect at the next start",
                         self.config.path)
         log.info("reloaded %s: %s", self.config.path, changes.summary())
         return changes
@@ -160,10 +165,14 @@ class Reloader:
                 targets.append(build_target(t))
             for name, lun in changes.added_luns:
                 luns.append((name, open_lun(name, lun)))
+            for lu in [lu for _, lu in luns] + [lu for t in targets for lu in t.luns.values()]:
+                server.attach_events(lu)  # a shared RBD LU: unit attentions across gateways
             for portal in changes.listen:
                 await server.listen(portal)
                 listening.append(portal)
         except BaseException:
+            for lu in [lu for _, lu in luns] + [lu for t in targets for lu in t.luns.values()]:
+                server.detach_events(lu)
             for target in targets:
                 close_target(target)
             for _, lu in luns:
@@ -202,6 +211,7 @@ class Reloader:
     async def _retire(self, lu: LogicalUnit) -> None:
         """Close a removed LU's store once no store work uses it (its aborted tasks' work
         may still run on a worker)."""
+        self.server.detach_events(lu)
         runner = self.server.store_runner
         while runner is not None and runner.uses(lu.store):
             await asyncio.sleep(0.02)

@@ -36,8 +36,15 @@ class LunConfig:
     serial: str | None = None
 
     @property
+    def stable_name(self) -> str | None:
+        """The cluster-wide name its store will have (an ``rbd:`` image), else None."""
+        return f"rbd:{self.spec.image}" if self.spec.kind == "rbd" else None
+
+    @property
     def store_name(self) -> str:
         """The name its store will have (what a derived identity is made from)."""
+        if self.spec.image is not None:
+            return f"rbd:{self.spec.image}"  # what every gateway of the image derives alike
         return str(Path(self.spec.path)) if self.spec.path is not None else self.spec.kind
 
 
@@ -82,6 +89,9 @@ class Config:
     limits: tuple[tuple[str, int | float], ...] = ()
     """The ``[limits]`` keys the file sets (the others keep their defaults or flags)."""
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    gateway: tuple[tuple[str, int], ...] = ()
+    """The ``[gateway]`` keys the file sets (``tpgt``, ``relative_port_id``): this
+    process's target port; unset ones derive from the first portal (:mod:`pyiscsi.scsi.port`)."""
 
     def target(self, name: str) -> TargetConfig | None:
         return next((t for t in self.targets if t.name == name), None)

@@ -91,6 +91,9 @@ def dump_config(config: Config, path: Path) -> tuple[str, Secrets]:
     if config.limits:
         lines += ["", "[limits]"]
         lines += [f"{name} = {_value(value)}" for name, value in config.limits]
+    if config.gateway:
+        lines += ["", "[gateway]"]
+        lines += [f"{name} = {value}" for name, value in config.gateway]
     discovery = config.discovery
     if not discovery.enabled or discovery.auth is not None:
         lines += ["", "[discovery]", f"enabled = {_value(discovery.enabled)}"]

@@ -233,6 +233,15 @@ class Session:
         self._protocol.schedule_flush()
         return await fut
 
+    async def task_management(self, function: int, *, lun: int = 0) -> int:
+        """A task management function on LUN ``lun`` (RFC 7143 §11.5, e.g.
+        :attr:`~pyiscsi.proto.wire.TmfFunction.LOGICAL_UNIT_RESET`); its response code
+        (§11.6.1: 0 is Function complete)."""
+        fut: asyncio.Future[int] = self._protocol.loop.create_future()
+        self.engine.task_management(function, lun=scsi.lun_field(lun), user=fut)
+        self._protocol.schedule_flush()
+        return await fut
+
     async def close(self, timeout: float = 5.0) -> None:
         """Log out (RFC 7143 §11.14) and close the connection."""
         protocol = self._protocol

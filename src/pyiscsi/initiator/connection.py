@@ -56,6 +56,7 @@ class Kind(Enum):
     TEXT = "text"
     NOP = "nop"
     LOGOUT = "logout"
+    TMF = "tmf"
 
 
 class Task:
@@ -263,6 +264,21 @@ class InitiatorConnection:
         self._send(P.NopOut(itt=task.itt, ttt=RESERVED_TAG, cmdsn=self.cmdsn,
                             expstatsn=self.exp_statsn, immediate=True,
                             data_length=len(data)), data or None)
+        return task
+
+    def task_management(self, function: int, *, lun: int = 0,
+                        referenced_tag: int = RESERVED_TAG, refcmdsn: int = 0,
+                        user: object = None) -> Task:
+        """An immediate Task Management Function Request (RFC 7143 §11.5; ``lun`` is the
+        8-byte LUN field); its :class:`TaskDone` carries the response code (§11.6.1)."""
+        if self.phase is not Phase.FULL_FEATURE:
+            raise LocalProtocolError(f"cannot send a TMF in phase {self.phase.value}")
+        task = Task(Kind.TMF, lun=lun, user=user)
+        self._bind(task)
+        self._send(P.TaskMgmtRequest(itt=task.itt, function=function, lun=lun,
+                                     referenced_tag=referenced_tag, cmdsn=self.cmdsn,
+                                     expstatsn=self.exp_statsn, refcmdsn=refcmdsn,
+                                     immediate=True))
         return task
 
     def logout(self, reason: int = LogoutReason.CLOSE_SESSION, *, user: object = None) -> Task:

@@ -36,7 +36,8 @@ def _usage(text: str) -> bytes:
 
 
 def _rsoc(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult:
-    return spc.report_supported_operation_codes(lu, request, USAGE)
+    return spc.report_supported_operation_codes(lu, request,
+                                                SHARED_USAGE if lu.shared else USAGE)
 
 
 SERVICE_ACTIONS: dict[int, dict[int, Command]] = {
@@ -204,6 +205,26 @@ HANDLERS: dict[int, Handler] = {
 }
 """The flat table :func:`execute` indexes: opcode -> handler."""
 
+SHARED_REFUSED: frozenset[int] = frozenset({
+    Op.RESERVE_6, Op.RELEASE_6, Op.PERSISTENT_RESERVE_IN, Op.PERSISTENT_RESERVE_OUT,
+})
+"""Commands a shared LU (:attr:`LogicalUnit.shared`: exported by more than one gateway)
+does not support: reservations live in one process, so a reservation taken through one
+gateway would not fence the other, and cluster fencing would half-work in silence. They
+end in ILLEGAL REQUEST / INVALID COMMAND OPERATION CODE (20h/00h, SPC-5 §4.4.2: the LU
+does not support the operation code), as any opcode missing from the table, and REPORT
+SUPPORTED OPERATION CODES does not list them (SUPPORT 001b when asked for one of them)."""
+
+SHARED_HANDLERS: dict[int, Handler] = {
+    op: handler for op, handler in HANDLERS.items() if op not in SHARED_REFUSED
+}
+"""The table :func:`execute` indexes for a shared LU."""
+
+SHARED_USAGE: Mapping[spc.UsageKey, bytes] = {
+    key: usage for key, usage in USAGE.items() if key[0] not in SHARED_REFUSED
+}
+"""What REPORT SUPPORTED OPERATION CODES lists for a shared LU."""
+
 _INVALID_OPCODE = fixed_sense(
     SenseKey.ILLEGAL_REQUEST,
     Asc.INVALID_COMMAND_OPERATION_CODE.asc,
@@ -214,7 +235,7 @@ _INVALID_OPCODE = fixed_sense(
 def execute(lu: LogicalUnit, request: ScsiRequest) -> Outcome:
     """Run one command on ``lu`` (SAM-5 §5.1): a result, or where its Data-Out goes."""
     cdb = request.cdb
-    handler = HANDLERS.get(cdb[0])
+    handler = (SHARED_HANDLERS if lu.shared else HANDLERS).get(cdb[0])
     if handler is None:
         return ScsiResult(status=ScsiStatus.CHECK_CONDITION, sense=_INVALID_OPCODE)
     try:

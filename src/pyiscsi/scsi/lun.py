@@ -1,9 +1,11 @@
 """A logical unit: a backing store plus its identity and the limits it advertises.
 
 The identity (unit serial number, NAA designator) is derived stably from the target name,
-the LUN and the store's name, so it survives restarts (SPC-4 §7.8.6); a serial given by the
-caller (a configuration file's stored one) replaces it, and the NAA designator then
-derives from that serial alone, so the LU keeps both wherever it is numbered or served. The
+the LUN and the store's name, so it survives restarts (SPC-4 §7.8.6); a store with a
+cluster-wide name (an RBD image: :attr:`BackingStore.stable_name`) gives it alone, so every
+gateway exporting it agrees; a serial given by the caller (a configuration file's stored
+one) replaces both, and the NAA designator then derives from that serial alone, so the LU
+keeps both wherever it is numbered or served. The
 limits are the single source for both the Block Limits VPD page (SBC-3 §6.5.3) and the
 handlers' checks.
 """
@@ -18,6 +20,8 @@ from pathlib import Path
 from ..backstore.base import BackingStore
 from .busy import BusyRanges
 from .iostats import IoStats
+from .lu_events import SHARED_ATTENTIONS, Delivery, EventLink, LuEvent, UnitAttentionEvent
+from .port import TargetPort
 from .reservations import Reservations
 from .sanitize import SanitizeState
 from .sense import Asc
@@ -31,12 +35,16 @@ PYISCSI_OUI = 0x024953
 
 
 def identity(target_name: str, number: int, store_name: str,
-             serial: str | None = None) -> tuple[str, bytes]:
+             serial: str | None = None, stable_name: str | None = None) -> tuple[str, bytes]:
     """(unit serial number, NAA designator) of a logical unit. Without ``serial``: derived
-    from the target name, the LUN and the store's name (16 hex digits); with one: that serial,
-    and an NAA designator derived from it alone."""
+    from the store's ``stable_name`` alone when it has one (an image in a cluster: every
+    gateway agrees, whatever target or LUN number it is served as), else from the target
+    name, the LUN and the store's name (16 hex digits); with ``serial``: that serial, and an
+    NAA designator derived from it alone."""
     if serial is None:
-        digest = hashlib.sha256(f"{target_name}\0{number}\0{store_name}".encode()).digest()
+        source = (f"pyiscsi store\0{stable_name}" if stable_name is not None
+                  else f"{target_name}\0{number}\0{store_name}")
+        digest = hashlib.sha256(source.encode()).digest()
         serial = digest[:8].hex().upper()
     else:
         if not SERIAL.fullmatch(serial):
@@ -46,6 +54,13 @@ def identity(target_name: str, number: int, store_name: str,
     extension = digest[13:21]
     high = (0x6 << 60) | (PYISCSI_OUI << 36) | vendor_specific
     return serial, high.to_bytes(8, "big") + extension
+
+
+STORE_LIMITS = frozenset({"max_transfer_bytes", "max_compare_write_blocks",
+                          "max_unmap_lba_count", "max_unmap_descriptors",
+                          "max_write_same_bytes", "max_atomic_transfer_bytes",
+                          "unmap_granularity_bytes", "optimal_transfer_bytes"})
+"""The limits a store may set for its LU (:meth:`BackingStore.limits`)."""
 
 
 class LogicalUnit:
@@ -62,6 +77,10 @@ class LogicalUnit:
     max_unmap_lba_count = 1 << 20
     max_unmap_descriptors = 256
     max_write_same_bytes = 32 << 20
+    unmap_granularity_bytes = 4096
+    """OPTIMAL UNMAP GRANULARITY of the block limits page (SBC-4 §6.6.4), in bytes."""
+    optimal_transfer_bytes = 0
+    """OPTIMAL TRANSFER LENGTH in bytes (0: not reported; an RBD image: its object size)."""
     physical_block_exponent = 0
     """LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT of READ CAPACITY (16) (SBC-4 §5.20.2); 3
     would describe 4096-byte physical blocks of 512-byte LBAs (the unmap granularity)."""
@@ -75,7 +94,8 @@ class LogicalUnit:
     and the pace keeps other logical units at their speed (SBC-4 §4.11)."""
 
     def __init__(self, number: int, store: BackingStore, target_name: str, *,
-                 sanitize_pace: int | None = None, serial: str | None = None) -> None:
+                 sanitize_pace: int | None = None, serial: str | None = None,
+                 shared: bool | None = None) -> None:
         self.number = number
         self.store = store
         self.target_name = target_name
@@ -97,14 +117,28 @@ class LogicalUnit:
         self.siblings: Callable[[], Mapping[int, LogicalUnit]] = lambda: {number: self}
         """The LUs of the same target by LUN (EXTENDED COPY resolves CSCD descriptors among
         them, SPC-4 §6.4.5); the target replaces it with its registry's view."""
+        for name, value in store.limits().items():
+            if name not in STORE_LIMITS:
+                raise ValueError(f"{store.name}: unknown limit {name!r}")
+            setattr(self, name, value)
         self.max_transfer_blocks = max(1, self.max_transfer_bytes // self.block_size)
         self.max_write_same_blocks = max(1, self.max_write_same_bytes // self.block_size)
         self.max_atomic_transfer_blocks = min(
             self.max_transfer_blocks, max(1, self.max_atomic_transfer_bytes // self.block_size)
         )
-        self.serial, self.naa = identity(target_name, number, store.name, serial)
+        self.serial, self.naa = identity(target_name, number, store.name, serial,
+                                         store.stable_name)
         """Unit serial number (VPD page 80h) and NAA IEEE Registered Extended designator,
         16 bytes (SPC-4 §7.8.6.6.5)."""
+        self.shared = store.stable_name is not None if shared is None else shared
+        """More than one gateway may export this LU (default: the store has a cluster-wide
+        name). Until reservations are shared between gateways, a shared LU refuses
+        PERSISTENT RESERVE IN/OUT and RESERVE/RELEASE (6) (:mod:`.dispatch`)."""
+        self.port = TargetPort()
+        """The target port this process is (VPD page 83h designators); the catalog sets it."""
+        self.events: EventLink | None = None
+        """Carries unit attentions to the other gateways of a shared LU; None: this process
+        is the only one (:mod:`.lu_events`)."""
         store_path = getattr(store, "path", None)
         self.attentions = UnitAttentions()
         """Pending unit attentions per I_T nexus (resets)."""
@@ -144,7 +178,21 @@ class LogicalUnit:
         self.store.grow(size)
         self.blocks = self.store.size // self.block_size
         change = Asc.CAPACITY_DATA_HAS_CHANGED
-        self.attentions.establish(change.asc, change.ascq)
+        self.attention_everywhere(change.asc, change.ascq)
+
+    def attention_everywhere(self, asc: int, ascq: int) -> Delivery | None:
+        """Establish a unit attention for every I_T nexus of the LU: those of this process
+        at once, those of the other gateways through :attr:`events` (the delivery finishes
+        when they have it; None when there is no link or the attention is not shared,
+        :data:`~.lu_events.SHARED_ATTENTIONS`)."""
+        self.attentions.establish(asc, ascq)
+        if self.events is None or (asc, ascq) not in SHARED_ATTENTIONS:
+            return None
+        return self.events.publish(UnitAttentionEvent(asc, ascq))
+
+    def receive(self, event: LuEvent) -> None:
+        """Another gateway raised ``event``: applied here only, never published again."""
+        self.attentions.establish(event.asc, event.ascq)
 
     @property
     def read_only(self) -> bool:

@@ -95,7 +95,7 @@ def read_handler(decode: LbaCount, protect: bool) -> Handler:
             # pages on disk: fault them in off the loop, then send from the mapping
             return StoreWork(store, (StoreOp(StoreOpKind.FAULT_IN, offset, length),),
                              lambda: ScsiResult(data=view))
-        data = memoryview(bytearray(length))
+        data = store.staging(length)  # librbd reads into it, Data-In leaves from it
         return StoreWork(store, (StoreOp(StoreOpKind.READ, offset, length, data),),
                          lambda: ScsiResult(data=data))
 
@@ -152,12 +152,13 @@ def write_handler(decode: LbaCount, protect: bool) -> Handler:
                 return StoreWork(store, (StoreOp(StoreOpKind.FAULT_IN, offset, length),),
                                  lambda: plan)
             return plan
-        buffer = memoryview(bytearray(length))
+        buffer = store.staging(length)
 
         def staged(received: int) -> StoreWork:
             return stored(store, offset, buffer[: min(received, length)], bool(sync))
 
-        return DataOutPlan(buffer, length, staged, staged=True)
+        # placed when the store submits its I/O from the staging buffer itself (RBD)
+        return DataOutPlan(buffer, length, staged, staged=not store.places_staging)
 
     return write
 
@@ -433,6 +434,9 @@ def compare_and_write(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | Dat
         return ScsiResult()
     offset, length = lba * bs, count * bs
     sync = bool(cdb[1] & 0x08) or not lu.write_cache
+    store = lu.store
+    if store.atomic_compare_and_write:
+        return _offloaded_compare_and_write(store, offset, length, sync)
     buffer = memoryview(bytearray(2 * length))
 
     def complete(received: int) -> StoreWork:
@@ -442,3 +446,19 @@ def compare_and_write(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | Dat
         return stored(lu.store, offset, buffer[length:], sync)
 
     return DataOutPlan(buffer, 2 * length, complete, staged=True)
+
+
+def _offloaded_compare_and_write(store: BackingStore, offset: int, length: int,
+                                 sync: bool) -> DataOutPlan:
+    """COMPARE AND WRITE done by the store in one atomic operation (a Ceph image shared by
+    gateways: the OSD compares and writes). A mismatch is the store's MISCOMPARE with the
+    offset of the first differing byte in INFORMATION (SBC-4 §5.3)."""
+    buffer = store.staging(2 * length)
+
+    def complete(received: int) -> StoreWork:
+        ops = [StoreOp(StoreOpKind.COMPARE_AND_WRITE, offset, length, buffer)]
+        if sync:
+            ops.append(StoreOp(StoreOpKind.FLUSH, offset, length))
+        return StoreWork(store, tuple(ops), ScsiResult)
+
+    return DataOutPlan(buffer, 2 * length, complete, staged=not store.places_staging)

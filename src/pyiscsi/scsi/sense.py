@@ -203,7 +203,8 @@ class ScsiError(Exception):
 def store_error_result(err: StoreError) -> ScsiResult:
     """CHECK CONDITION carrying a backing store's sense (SPC-4 §4.5.3)."""
     return ScsiResult(
-        status=ScsiStatus.CHECK_CONDITION, sense=fixed_sense(err.sense_key, err.asc, err.ascq)
+        status=ScsiStatus.CHECK_CONDITION,
+        sense=fixed_sense(err.sense_key, err.asc, err.ascq, information=err.information),
     )
 
 

@@ -113,13 +113,17 @@ def vpd_unit_serial(lu: LogicalUnit) -> bytes:
 
 
 def vpd_device_identification(lu: LogicalUnit) -> bytes:
-    """Device identification (SPC-4 §7.8.6): NAA and T10 vendor ID of the LU, the target
-    port's relative identifier and the target device's SCSI name string."""
+    """Device identification (SPC-5 §7.7.6): NAA and T10 vendor ID of the LU (the same on
+    every gateway exporting it), the target port's relative identifier and its target port
+    group (§7.7.6.6.5-7.7.6.6.6: this process's :attr:`LogicalUnit.port`, so two gateways
+    differ), and the target device's SCSI name string."""
+    port = lu.port
     return b"".join(
         (
             _designator(1, 0, 3, lu.naa, piv=False),
             _designator(2, 0, 1, _ascii(lu.vendor, 8) + lu.serial.encode("ascii"), piv=False),
-            _designator(1, 1, 4, b"\x00\x00\x00\x01", piv=True),
+            _designator(1, 1, 4, port.relative_id.to_bytes(4, "big"), piv=True),
+            _designator(1, 1, 5, port.group.to_bytes(4, "big"), piv=True),
             _designator(3, 2, 8, _scsi_name(lu.target_name), piv=True),
         )
     )
@@ -132,16 +136,17 @@ def vpd_block_limits(lu: LogicalUnit) -> bytes:
     """Block limits (SBC-4 §6.6.4); the limits the SBC handlers enforce, WSNZ as the LU
     says; atomic writes without alignment or granularity restrictions."""
     granularity = max(1, PAGE // lu.block_size)
+    unmap_granularity = max(1, lu.unmap_granularity_bytes // lu.block_size)
     return _BLOCK_LIMITS.pack(
         int(lu.write_same_no_zero),  # WSNZ
         lu.max_compare_write_blocks,
         granularity,
         lu.max_transfer_blocks,
-        0,  # optimal transfer length: not reported
+        min(lu.max_transfer_blocks, lu.optimal_transfer_bytes // lu.block_size),
         lu.max_transfer_blocks,  # maximum prefetch length
         lu.max_unmap_lba_count if lu.thin else 0,
         lu.max_unmap_descriptors if lu.thin else 0,
-        granularity if lu.thin else 0,
+        unmap_granularity if lu.thin else 0,
         0,  # unmap granularity alignment, UGAVALID=0
         lu.max_write_same_blocks,
         lu.max_atomic_transfer_blocks,

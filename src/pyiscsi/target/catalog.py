@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..scsi.port import TargetPort
 from ..scsi.sense import Asc
 from .state import ServerState
 
@@ -122,7 +123,11 @@ class Catalog:
         """CHAP of discovery sessions; None = :attr:`auth`."""
         self.discovery_enabled = True
         """Whether discovery sessions (SendTargets) may log in."""
-        self.portal_group_tag = portal_group_tag
+        self.port = TargetPort(portal_group_tag, portal_group_tag)
+        """This process's target port (TPGT, relative port id): :meth:`set_port`."""
+        for target in targets:
+            for lu in target.luns.values():
+                lu.port = self.port
         self.portals: list[Portal] = []
         """Every listening address: (host as configured, bound port)."""
         self.listeners: dict[Portal, list[Portal]] = {}
@@ -134,6 +139,23 @@ class Catalog:
         self._tsih = itertools.count(1)
         self.state = ServerState()
         """The counters and allocators of the server serving this catalog."""
+
+    @property
+    def portal_group_tag(self) -> int:
+        """The TargetPortalGroupTag of every portal (RFC 7143 §13.9): :attr:`port`'s group."""
+        return self.port.group
+
+    @portal_group_tag.setter
+    def portal_group_tag(self, tag: int) -> None:
+        self.set_port(TargetPort(tag, self.port.relative_id))
+
+    def set_port(self, port: TargetPort) -> None:
+        """Become target port ``port`` (before serving: logins and SendTargets report its
+        TPGT, VPD page 83h its relative port id and group, :mod:`pyiscsi.scsi.port`)."""
+        self.port = port
+        for target in self.targets.values():
+            for lu in target.luns.values():
+                lu.port = port
 
     def target(self, name: str) -> Target | None:
         return self.targets.get(name)
@@ -210,6 +232,8 @@ class Catalog:
         if target.name in self.targets:
             raise ValueError(f"target {target.name} exists")
         self.targets[target.name] = target
+        for lu in target.luns.values():
+            lu.port = self.port
 
     def remove_target(self, name: str) -> list[RemovedLun]:
         """Stop serving a target: its sessions end (RFC 7143 §6.3.5's way: their
@@ -231,6 +255,7 @@ class Catalog:
         target = self.targets[name]
         others = list(target.luns.values())
         target.add_lun(lu)
+        lu.port = self.port
         for session in self.sessions_of(target):
             lu.attentions.join(session.nexus)
         _luns_changed(others)

@@ -927,7 +927,7 @@ class TargetConnection:
 
     def _tmf(self, pdu: P.TaskMgmtRequest, data: bytes | None) -> None:
         """Task management (RFC 7143 §11.5): see :mod:`.tmf`."""
-        fence: list[Task] = []
+        fence = tmf.Fence()
         response = tmf.perform(self, pdu, fence)
 
         def answer() -> None:
@@ -936,20 +936,21 @@ class TargetConnection:
                                           statsn=self._next_statsn(), expcmdsn=exp,
                                           maxcmdsn=mx))
 
-        if not fence:
+        pending = fence.pending()
+        if not pending:
             answer()
             return
-        waiting = {id(task) for task in fence}
+        waiting = {id(item) for item in pending}
 
-        def ended(task: Task) -> None:
-            waiting.discard(id(task))
+        def ended(item: object) -> None:
+            waiting.discard(id(item))
             if not waiting and self.phase is Phase.FULL_FEATURE:
                 answer()
 
-        for task in fence:
-            if task.waiters is None:
-                task.waiters = []
-            task.waiters.append(ended)
+        for item in pending:
+            if item.waiters is None:
+                item.waiters = []
+            item.waiters.append(ended)
 
     def abort(self, task: Task, fence: list[Task] | None = None) -> None:
         """Abort a task: no response; its entries are freed as their bursts end. One whose

@@ -9,6 +9,8 @@ import os
 import socket
 from collections.abc import Callable
 
+from ..scsi.lun import LogicalUnit
+from ..transport.lu_watch import EventLinks
 from ..transport.store_runner import StoreRunner
 from ..transport.stream import StreamProtocol
 from .catalog import Catalog
@@ -27,6 +29,26 @@ class TargetServer:
         ``HOST:0`` twice: two listeners)."""
         self._protocols: set[StreamProtocol] = set()
         self.store_runner: StoreRunner | None = None
+        self.event_links: EventLinks | None = None
+        """Unit attentions to and from the other gateways of shared LUs (None: not opened,
+        :meth:`open_event_links`)."""
+
+    def open_event_links(self) -> None:
+        """Watch the events object of every shared RBD LU (OSError: none stays open);
+        LUs added later get theirs from :meth:`attach_events`."""
+        links = EventLinks(asyncio.get_running_loop(), self.poke)
+        links.attach_all(self.catalog)
+        self.event_links = links
+
+    def attach_events(self, lu: LogicalUnit) -> None:
+        """A LU about to be served: its link, once links are open (OSError)."""
+        if self.event_links is not None:
+            self.event_links.attach(lu)
+
+    def detach_events(self, lu: LogicalUnit) -> None:
+        """A LU no longer served: no more events to or from it."""
+        if self.event_links is not None:
+            self.event_links.detach(lu)
 
     async def start(self, portals: list[tuple[str, int]]) -> list[tuple[str, int]]:
         """Bind every portal; returns the bound (host, port) pairs (real ports for port 0)."""
@@ -103,6 +125,9 @@ class TargetServer:
         if self.store_runner is not None:
             # store work still running finishes before the stores are flushed and closed
             await asyncio.get_running_loop().run_in_executor(None, self.store_runner.close)
+        if self.event_links is not None:
+            self.event_links.close()
+            self.event_links = None
         for target in self.catalog.targets.values():
             for lu in target.luns.values():
                 lu.store.flush()

@@ -155,6 +155,9 @@ def snapshot(catalog: Catalog, *, runner: StoreRunner | None = None) -> dict[str
                 "blocks": lu.blocks,
                 "bytes": lu.blocks * lu.block_size,
                 "read_only": lu.read_only,
+                "serial": lu.serial,
+                "shared": lu.shared,
+                "events_linked": lu.events is not None,
                 "sessions": sum(1 for s in catalog.sessions.values() if s.target is target),
                 "stats": figures[(target.name, number)].snapshot(),
             })
@@ -165,6 +168,8 @@ def snapshot(catalog: Catalog, *, runner: StoreRunner | None = None) -> dict[str
         "time": time.time(),
         "monotonic_ns": time.monotonic_ns(),
         "portals": catalog.portal_addresses(),
+        "target_port": {"tpgt": catalog.port.group,
+                        "relative_port_id": catalog.port.relative_id},
         "latency_bucket_bounds_s": bucket_bounds_seconds(),
         "counters": counters,
         "rejects": [{"opcode": _name(Opcode, op), "reason": _name(RejectReason, reason),

@@ -8,11 +8,13 @@ another connection's private state. ErrorRecoveryLevel is 0: TASK REASSIGN is re
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..proto import pdu as P
 from ..proto.serial import sn_le, sn_lt
 from ..proto.wire import TmfFunction, TmfResponse
+from ..scsi.lu_events import Delivery
 from ..scsi.task import lun_from_field
 from ..scsi.unit_attention import RESET_ASC, ResetKind
 
@@ -20,51 +22,67 @@ if TYPE_CHECKING:
     from .connection import TargetConnection
     from .task import Task
 
-Handler = Callable[["TargetConnection", P.TaskMgmtRequest, "list[Task]"], TmfResponse]
-"""``handler(conn, pdu, fence)``: aborted tasks whose store work is still in flight go in
-``fence``; the response waits for them."""
+
+@dataclass(slots=True)
+class Fence:
+    """What a task management response waits for (SAM-5 §7.2): aborted tasks whose store
+    work is still in flight, and unit attentions on their way to the other gateways of a
+    shared LU (a LOGICAL UNIT RESET is complete once every path will report it)."""
+
+    tasks: list[Task] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    def pending(self) -> list[Task | Delivery]:
+        return [*self.tasks, *(d for d in self.deliveries if not d.done)]
 
 
-def abort_task(conn: TargetConnection, pdu: P.TaskMgmtRequest, fence: list[Task]) -> TmfResponse:
+Handler = Callable[["TargetConnection", P.TaskMgmtRequest, Fence], TmfResponse]
+"""``handler(conn, pdu, fence)``: what the response must wait for goes in ``fence``."""
+
+
+def abort_task(conn: TargetConnection, pdu: P.TaskMgmtRequest, fence: Fence) -> TmfResponse:
     """ABORT TASK (§11.5.1): the referenced task ends without a response; one not yet
     received counts as aborted (§11.6.1 b)."""
     task = conn.tasks.get(pdu.referenced_tag)
     if task is not None:
-        conn.abort(task, fence)
+        conn.abort(task, fence.tasks)
         return TmfResponse.FUNCTION_COMPLETE
     return (TmfResponse.FUNCTION_COMPLETE if _not_yet_received(conn, pdu)
             else TmfResponse.TASK_DOES_NOT_EXIST)
 
 
 def abort_task_set(conn: TargetConnection, pdu: P.TaskMgmtRequest,
-                   fence: list[Task]) -> TmfResponse:
+                   fence: Fence) -> TmfResponse:
     """ABORT TASK SET / CLEAR TASK SET: this I_T nexus's tasks on the LU end."""
     lun = lun_from_field(pdu.lun)
     if conn.target is None or lun not in conn.target.luns:
         return TmfResponse.LUN_DOES_NOT_EXIST
-    conn.abort_tasks({lun}, fence)
+    conn.abort_tasks({lun}, fence.tasks)
     return TmfResponse.FUNCTION_COMPLETE
 
 
 def reset_handler(kind: ResetKind) -> Handler:
     """LOGICAL UNIT RESET (one LU) or TARGET WARM/COLD RESET (all LUs): the tasks of every
     session on them end, their state resets, every I_T nexus gets a unit attention (SAM-5
-    §6.3-6.7); a cold reset also ends every session of the target."""
+    §6.3-6.7), those through other gateways of a shared LU too (the response waits until
+    they have it); a cold reset also ends every session of the target."""
 
-    def reset(conn: TargetConnection, pdu: P.TaskMgmtRequest, fence: list[Task]) -> TmfResponse:
+    def reset(conn: TargetConnection, pdu: P.TaskMgmtRequest, fence: Fence) -> TmfResponse:
         target = conn.target
         lun = lun_from_field(pdu.lun)
         if target is None or (kind is ResetKind.LOGICAL_UNIT and lun not in target.luns):
             return TmfResponse.LUN_DOES_NOT_EXIST
         luns = {lun} if kind is ResetKind.LOGICAL_UNIT else set(target.luns)
         for session in conn.catalog.sessions_of(target):
-            session.abort_tasks(luns, fence)
+            session.abort_tasks(luns, fence.tasks)
             if kind is ResetKind.TARGET_COLD:
                 session.drop(keep=conn)
         for n in luns:
             lu = target.luns[n]
             lu.reset(kind)
-            lu.attentions.establish(*RESET_ASC[kind])
+            delivery = lu.attention_everywhere(*RESET_ASC[kind])
+            if delivery is not None:
+                fence.deliveries.append(delivery)
         if kind is ResetKind.TARGET_COLD:
             conn.close_after_send = True
         return TmfResponse.FUNCTION_COMPLETE
@@ -73,7 +91,7 @@ def reset_handler(kind: ResetKind) -> Handler:
 
 
 def task_reassign(conn: TargetConnection, pdu: P.TaskMgmtRequest,
-                  fence: list[Task]) -> TmfResponse:
+                  fence: Fence) -> TmfResponse:
     return TmfResponse.TASK_REASSIGNMENT_NOT_SUPPORTED  # ErrorRecoveryLevel 0 (§11.6.1)
 
 
@@ -90,10 +108,11 @@ FUNCTIONS: dict[int, Handler] = {
 supported' (RFC 7143 §11.6.1)."""
 
 
-def perform(conn: TargetConnection, pdu: P.TaskMgmtRequest, fence: list[Task]) -> TmfResponse:
+def perform(conn: TargetConnection, pdu: P.TaskMgmtRequest, fence: Fence) -> TmfResponse:
     """Carry out one task management request and return its response code; aborted tasks
     whose store work is still in flight are added to ``fence`` (SAM-5 §7.2: the function
-    is complete once they have ended, so no write of theirs lands after the response)."""
+    is complete once they have ended, so no write of theirs lands after the response), and
+    so are unit attentions still on their way to other gateways."""
     handler = FUNCTIONS.get(pdu.function)
     return handler(conn, pdu, fence) if handler is not None else TmfResponse.NOT_SUPPORTED
 

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# rbd_vs_tgtd.sh - pyiscsi on an rbd: LUN against tgtd's bs_rbd and against librbd driven
+# from Python directly (bench/rbd_aio_baseline.py, the same ctypes binding, no iSCSI), on one
+# Ceph cluster, ROUNDS interleaved rounds of the issue's workloads (fio + libiscsi through
+# ../shared/peers/perf.sh). Prints every run, the medians, the ratios pyiscsi/tgtd and
+# pyiscsi/librbd-python, and the targets' CPU per command (target_cpu% / IOPS), and writes
+# the table to bench/results/rbd_vs_tgtd-DATE.md.
+#
+# Ceph: uses $CEPH_CONF when it reaches a cluster, else starts micro-ceph (../shared/peers/
+# micro-ceph.sh) in a private directory on CEPH_PORT and stops it at the end.
+#   RUNTIME=10 ROUNDS=3 SIZE_MB=1024 WORKLOADS="seqwrite-1m-qd8 ..." PY_PORT=3297 \
+#   TGT_PORT=3298 CTRL_PORT=41 CEPH_PORT=47600 bash bench/rbd_vs_tgtd.sh
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+export RUNTIME=${RUNTIME:-10}
+ROUNDS=${ROUNDS:-3}
+SIZE_MB=${SIZE_MB:-1024}
+PY_PORT=${PY_PORT:-3297}
+TGT_PORT=${TGT_PORT:-3298}
+CEPH_PORT=${CEPH_PORT:-47600}
+WORKLOADS=${WORKLOADS:-"seqwrite-1m-qd8 seqread-1m-qd8 randwrite-4k-qd32 randread-4k-qd32"}
+WORK=$(mktemp -d)
+PYPID=
+OWN_CEPH=
+TAG=$$
+cleanup() {
+    [[ -n $PYPID ]] && kill "$PYPID" 2>/dev/null && wait "$PYPID" 2>/dev/null
+    WORKDIR=$WORK/tgt "$PEERS/stop-tgtd.sh" >/dev/null 2>&1
+    if [[ -n $OWN_CEPH ]]; then
+        CEPH_DIR=$WORK/ceph FAST=1 "$PEERS/micro-ceph.sh" stop >/dev/null 2>&1
+    else
+        for i in py tgt base; do timeout 60 rbd --conf "$CEPH_CONF" rm "rbd/bench-$i-$TAG" >/dev/null 2>&1; done
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$WORK/py" "$WORK/tgt" "$WORK/out"
+
+if [[ -e /var/run/tgtd/socket.${CTRL_PORT:-41}.lock ]] && fuser "/var/run/tgtd/socket.${CTRL_PORT:-41}.lock" >/dev/null 2>&1; then
+    echo "rbd_vs_tgtd.sh: tgtd control port ${CTRL_PORT:-41} is in use by another tgtd; set CTRL_PORT" >&2
+    exit 1
+fi
+if [[ -z ${CEPH_CONF:-} ]] || ! timeout 20 ceph --conf "$CEPH_CONF" health >/dev/null 2>&1; then
+    echo "# starting micro-ceph in $WORK/ceph (port $CEPH_PORT)" >&2
+    CEPH_DIR=$WORK/ceph CEPH_MON_PORT=$CEPH_PORT CEPH_WITH_MGR=0 "$PEERS/micro-ceph.sh" start >&2 || exit 1
+    OWN_CEPH=1
+    export CEPH_CONF=$WORK/ceph/ceph.conf
+fi
+export CEPH_CONF
+
+(cd "$WORK/py" && exec "$PY" -m pyiscsi.cli serve --portal "127.0.0.1:$PY_PORT" --admin-socket off \
+    --ceph-conf "$CEPH_CONF" --lun "rbd:rbd/bench-py-$TAG,size=${SIZE_MB}MiB" \
+    >"$WORK/py.out" 2>"$WORK/py.err") &
+PYPID=$!
+TGTURL=$(WORKDIR=$WORK/tgt BACKING=rbd RBD_IMAGE=rbd/bench-tgt-$TAG SIZE_MB=$SIZE_MB PORT=$TGT_PORT \
+    CTRL_PORT=${CTRL_PORT:-41} "$PEERS/start-tgtd.sh" 2>"$WORK/tgt.err" | tail -n 1)
+TGTPID=$(cat "$WORK/tgt/tgtd.pid" 2>/dev/null)
+if [[ -z $TGTURL || -z $TGTPID ]] || ! kill -0 "$TGTPID" 2>/dev/null; then
+    echo "rbd_vs_tgtd.sh: tgtd did not start (CTRL_PORT ${CTRL_PORT:-41} taken? see /var/run/tgtd):" >&2
+    cat "$WORK/tgt.err" >&2
+    exit 1
+fi
+wait_serving "$PYPID" "$WORK/py.out" "$WORK/py.err" || exit 1
+PYURL=iscsi://127.0.0.1:$PY_PORT/iqn.2026-11.org.pyiscsi:disk/0
+
+baseline() {  # workload name -> one perf.sh-like line from rbd_aio_baseline.py
+    local name=$1 rw bs qd
+    IFS=- read -r rw bs qd <<<"$name"
+    case $rw in seqwrite) rw=write ;; seqread) rw=read ;; esac
+    case $bs in 1m) bs=1048576 ;; 4k) bs=4096 ;; 128k) bs=131072 ;; esac
+    "$PY" "$REPO/bench/rbd_aio_baseline.py" --conf "$CEPH_CONF" --image "rbd/bench-base-$TAG" \
+        --size $((SIZE_MB << 20)) --rw "$rw" --bs "$bs" --qd "${qd#qd}" --seconds "$RUNTIME" 2>/dev/null |
+        awk -v n="$name" '{printf "%s %s %s - - - %s -\n", n, $3, $5, $11}' | tr -d '%'
+}
+
+HEAD="# pyiscsi $PYURL  tgtd(bs_rbd) $TGTURL  ceph $CEPH_CONF  runtime ${RUNTIME}s  rounds $ROUNDS  $(nproc) cores  $(date -Is)"
+echo "$HEAD"
+: >"$WORK/all.txt"
+for ((r = 1; r <= ROUNDS; r++)); do
+    for w in $WORKLOADS; do
+        WARMUP=0 WORKLOADS=$w TARGET_PID=$PYPID OUTDIR=$WORK/out "$PEERS/perf.sh" "$PYURL" 2>/dev/null |
+            tail -n 1 | sed "s/^/pyiscsi $r /" | tee -a "$WORK/all.txt"
+        WARMUP=0 WORKLOADS=$w TARGET_PID=$TGTPID OUTDIR=$WORK/out "$PEERS/perf.sh" "$TGTURL" 2>/dev/null |
+            tail -n 1 | sed "s/^/tgtd    $r /" | tee -a "$WORK/all.txt"
+        baseline "$w" | sed "s/^/librbd-py $r /" | tee -a "$WORK/all.txt"
+    done
+done
+
+TABLE=$("$PY" - "$WORK/all.txt" "$WORKLOADS" <<'PYEOF'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
+def med(target, workload, col):
+    vals = [float(r[col]) for r in rows if r[0] == target and r[2] == workload and r[col] != "-"]
+    return statistics.median(vals) if vals else float("nan")
+print("| workload | pyiscsi MB/s | tgtd-rbd MB/s | librbd-py MB/s | pyiscsi/tgtd | pyiscsi/librbd-py "
+      "| pyiscsi CPU us/cmd | tgtd CPU us/cmd | librbd-py CPU us/io |")
+print("|---|---|---|---|---|---|---|---|---|")
+for w in sys.argv[2].split():
+    py, tg, lb = (med(t, w, 3) for t in ("pyiscsi", "tgtd", "librbd-py"))
+    def cpu(t):
+        vals = [float(r[8]) / 100 / float(r[4]) * 1e6 for r in rows
+                if r[0] == t and r[2] == w and r[8] not in ("-", "n/a") and float(r[4]) > 0]
+        return statistics.median(vals) if vals else float("nan")
+    print(f"| {w} | {py:.1f} | {tg:.1f} | {lb:.1f} | {py / tg:.2f} | {py / lb:.2f} "
+          f"| {cpu('pyiscsi'):.0f} | {cpu('tgtd'):.0f} | {cpu('librbd-py'):.0f} |")
+PYEOF
+)
+echo "# medians of $ROUNDS interleaved rounds (MB = 10^6 bytes; CPU per command = target_cpu% / IOPS)"
+echo "$TABLE"
+mkdir -p "$REPO/bench/results"
+OUT=$REPO/bench/results/rbd_vs_tgtd-$(date +%Y%m%d-%H%M%S).md
+{
+    echo "# rbd_vs_tgtd.sh $(date -Is)"
+    echo
+    echo "$HEAD"
+    echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
+    echo
+    echo "$TABLE"
+    echo
+    echo '```'
+    echo "target round workload MB/s IOPS lat_mean_us lat_p99_us client_cpu% target_cpu% host_busy%"
+    cat "$WORK/all.txt"
+    echo '```'
+} >"$OUT"
+echo "# written to $OUT"

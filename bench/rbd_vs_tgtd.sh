@@ -113,7 +113,7 @@ OUT=$REPO/bench/results/rbd_vs_tgtd-$(date +%Y%m%d-%H%M%S).md
     echo "# rbd_vs_tgtd.sh $(date -Is)"
     echo
     echo "$HEAD"
-    echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
+    echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
     echo
     echo "$TABLE"
     echo

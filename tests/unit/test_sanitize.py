@@ -919,3 +919,41 @@ def test_stopping_ends_the_erase_at_the_next_chunk_as_a_failure(tmp_path: Path) 
     reopened = make_lu(FileStore(path))
     assert reopened.sanitize.failure_mode and reopened.sanitize.exit_allowed
     reopened.store.close()
+
+
+class ObjectStore(BackingStore):
+    """Not memory, deallocating only whole 4 MiB objects (as RBD does): records the steps."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.block_size, self.read_only, self.name = size, BS, False, "objects"
+        self.data = bytearray(b"\x55" * size)
+        self.steps: list[tuple[str, int, int]] = []
+
+    def limits(self) -> dict[str, int]:
+        return {"unmap_granularity_bytes": 4 * MIB}
+
+    def readinto(self, offset: int, buffer: memoryview) -> None:
+        buffer[:] = self.data[offset:offset + len(buffer)]
+
+    def write(self, offset: int, data: memoryview | bytes) -> None:
+        self.steps.append(("write", offset, len(data)))
+        self.data[offset:offset + len(data)] = data
+
+    def unmap(self, offset: int, length: int) -> None:
+        self.steps.append(("unmap", offset, length))
+        self.data[offset:offset + length] = bytes(length)
+
+    def flush(self, offset: int = 0, length: int | None = None) -> None:
+        pass
+
+
+def test_erase_steps_in_whole_units_of_deallocation() -> None:
+    store = ObjectStore(12 * MIB)
+    lu = make_lu(store)  # type: ignore[arg-type]
+    assert settle(call(lu, BLOCK_ERASE)) == ScsiResult()
+    assert store.steps == [("unmap", n * 4 * MIB, 4 * MIB) for n in range(3)]
+    store.steps.clear()
+    result = settle(send(lu, OVERWRITE.format(8), overwrite_params(b"\x01\x02\x03\x04")))
+    assert result == ScsiResult()
+    assert store.steps == [("write", n * 4 * MIB, 4 * MIB) for n in range(3)]
+    assert store.data == b"\x01\x02\x03\x04" * (3 * MIB)  # every byte, not 1 MiB of 4

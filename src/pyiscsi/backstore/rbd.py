@@ -245,6 +245,14 @@ class RbdStore(BackingStore):
     def unmap(self, offset: int, length: int) -> None:
         self._sync(StoreOpKind.DISCARD, lambda: self.image.discard(offset, length))
 
+    def is_mapped(self, offset: int, length: int) -> bool:
+        """GET LBA STATUS: whether an object of the range exists (a discarded whole object
+        is gone; a partly discarded one is zeroed and stays mapped). Errors: mapped."""
+        try:
+            return self.image.allocated(offset, length)
+        except CephError:
+            return True
+
     def write_same(self, offset: int, length: int, block: bytes) -> None:
         addr, keep = address(block)
         self._sync(StoreOpKind.WRITE_SAME,

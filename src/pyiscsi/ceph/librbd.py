@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import functools
 import os
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ EVENT_TYPE_EVENTFD = 2
 
 CALLBACK = ctypes.CFUNCTYPE(None, c_void_p, c_void_p)
 """``rbd_callback_t(completion, arg)``: runs on a librbd thread (takes the GIL)."""
+
+
+DIFF_CALLBACK = ctypes.CFUNCTYPE(c_int, c_uint64, c_size_t, c_int, c_void_p)
+"""``int (*cb)(offset, length, exists, arg)`` of ``rbd_diff_iterate2``."""
 
 
 class IoVec(ctypes.Structure):
@@ -81,6 +86,8 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "rbd_writesame": (c_ssize_t, [c_void_p, c_uint64, c_size_t, c_void_p, c_size_t, c_int]),
     "rbd_compare_and_write": (c_ssize_t, [c_void_p, c_uint64, c_size_t, c_void_p, c_void_p,
                                           P(c_uint64), c_int]),
+    "rbd_diff_iterate2": (c_int, [c_void_p, c_char_p, c_uint64, c_uint64, ctypes.c_uint8,
+                                  ctypes.c_uint8, DIFF_CALLBACK, c_void_p]),
     "rbd_set_image_notification": (c_int, [c_void_p, c_int, c_int]),
     "rbd_poll_io_events": (c_int, [c_void_p, P(c_void_p), c_int]),
 }
@@ -183,6 +190,24 @@ class Image:
         """Bytes written, or -EILSEQ with ``mismatch`` set (not raised: a verdict)."""
         return int(self.lib.rbd_compare_and_write(self.handle, offset, length, compare, write,
                                                   ctypes.byref(mismatch), 0))
+
+    def allocated(self, offset: int, length: int) -> bool:
+        """Whether any object under ``[offset, offset+length)`` exists (``rbd_diff_iterate2``
+        from the beginning, whole objects: the object map when the image has fast-diff)."""
+        found: list[bool] = []
+
+        def seen(off: int, n: int, exists: int, arg: int | None) -> int:
+            if exists:
+                found.append(True)
+                return -errno.ECANCELED  # one is enough: stop iterating
+            return 0
+
+        ret = self.lib.rbd_diff_iterate2(self.handle, None, offset, length, 1, 1,
+                                         DIFF_CALLBACK(seen), None)
+        if found:
+            return True
+        check("rbd_diff_iterate2", ret)
+        return False
 
     # --- asynchronous I/O: each call answers the completion (an address) ---------------
 

@@ -231,13 +231,14 @@ def _paced(lu: LogicalUnit, step: Callable[[int, int], None],
     chunk, counting progress and keeping below ``lu.sanitize_pace`` bytes a second."""
     state = lu.sanitize
     size = lu.blocks * lu.block_size
+    chunk = _chunk(lu)
 
     def work() -> None:
         started = clock()
-        for offset in range(0, size, CHUNK):
+        for offset in range(0, size, chunk):
             if state.stopping:
                 raise StoreError("sanitize interrupted: the target is shutting down")
-            n = min(CHUNK, size - offset)
+            n = min(chunk, size - offset)
             step(offset, n)
             state.done = offset + n
             pace = lu.sanitize_pace
@@ -251,12 +252,18 @@ def _paced(lu: LogicalUnit, step: Callable[[int, int], None],
     return work
 
 
+def _chunk(lu: LogicalUnit) -> int:
+    """Bytes one erase step covers: :data:`CHUNK`, or whole units of deallocation when they
+    are larger (an RBD object: a discard of part of one only zeroes it, it stays mapped)."""
+    return max(CHUNK, lu.unmap_granularity_bytes)
+
+
 def _fill(lu: LogicalUnit, block: bytes) -> Callable[[int, int], None]:
     """Write ``block`` to every LBA; a zero block on a thin LU deallocates instead (LBPRZ)."""
     store = lu.store
     if lu.thin and not any(block):
         return store.unmap
-    chunk = block * (CHUNK // len(block))
+    chunk = block * (_chunk(lu) // len(block))
     if not store.memory_addressable:
         return lambda offset, length: store.write(offset, chunk[:length])
 

@@ -7,9 +7,15 @@
 # and after fio, divided by fio's completed I/Os (jobs[0].read|write.total_ios). Prints the
 # medians per workload and writes them to bench/results/cpu_per_command-DATE.md.
 # Works from any cwd. Smoke test: OLD_REV=HEAD with a clean tree (ratio ~1.0).
+# Builds: each side runs pure Python or compiled (mypyc, setup.py), chosen per side; a compiled
+# side is built from its own sources with `pip install --no-deps --target` (pip's isolated
+# build: setuptools + mypy from pyproject's [build-system]), so no .so of the checkout is used.
+# The compile gain alone: OLD_REV=HEAD OLD_BUILD=pure NEW_BUILD=compiled.
 #
 # Environment:
 #   OLD_REV    revision for OLD      [$1, else merge-base with origin/main if it exists, else HEAD]
+#   OLD_BUILD / NEW_BUILD  pure | compiled | auto (compiled when that side's setup.py uses
+#              mypyc, else pure)                                      [auto / auto]
 #   DURATION   seconds per fio run                                   [8]
 #   ROUNDS     rounds (each runs every workload on both builds)      [3]
 #   WORKLOADS  name:rw:bs:iodepth ...          [randread-4k-qd32:randread:4k:32 randwrite-4k-qd32:randwrite:4k:32]
@@ -72,15 +78,40 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$WORK/old"
-git -C "$REPO" archive "$OLD_SHA" src | tar -x -C "$WORK/old" || die "git archive $OLD_SHA failed"
-declare -A SRC=([old]=$WORK/old/src [new]=$REPO/src) PORT=([old]=$OLD_PORT [new]=$NEW_PORT)
+mkdir -p "$WORK/old" "$WORK/new"
+# the files a build needs (setup.py and pyproject.toml exist only in revisions that compile)
+mapfile -t OLD_FILES < <(git -C "$REPO" ls-tree --name-only "$OLD_SHA" -- src setup.py pyproject.toml README.md)
+git -C "$REPO" archive "$OLD_SHA" "${OLD_FILES[@]}" | tar -x -C "$WORK/old" ||
+    die "git archive $OLD_SHA failed"
+(cd "$REPO" && tar -c --exclude='*.so' --exclude=__pycache__ src \
+    $(for f in setup.py pyproject.toml README.md; do [[ -e $f ]] && echo "$f"; done)) |
+    tar -x -C "$WORK/new" || die "cannot copy the working tree"
+declare -A SRC=() BUILD=([old]=${OLD_BUILD:-auto} [new]=${NEW_BUILD:-auto}) PORT=([old]=$OLD_PORT [new]=$NEW_PORT)
 
 for b in old new; do
-    # the build really imported is the one under test (not an installed copy)
-    got=$(cd "$WORK" && PYTHONPATH=${SRC[$b]} "$PY" -c 'import pyiscsi.cli as c; print(c.__file__)') ||
+    tree=$WORK/$b
+    if [[ ${BUILD[$b]} == auto ]]; then
+        BUILD[$b]=pure
+        grep -qs mypycify "$tree/setup.py" && BUILD[$b]=compiled
+    fi
+    case ${BUILD[$b]} in
+    pure) SRC[$b]=$tree/src ;;
+    compiled)
+        grep -qs mypycify "$tree/setup.py" || die "the $b side has no compiled build (no mypyc setup.py)"
+        echo "# building the $b side (compiled) ..." >&2
+        PYISCSI_COMPILE=1 "$PY" -m pip install -q --no-deps --target "$tree/site" "$tree" \
+            >"$WORK/build-$b.log" 2>&1 || die "building the $b side failed: $(tail -n 5 "$WORK/build-$b.log")"
+        SRC[$b]=$tree/site ;;
+    *) die "${b^^}_BUILD=${BUILD[$b]}: pure, compiled or auto" ;;
+    esac
+    # the build really imported is the one under test (not an installed copy), compiled or not
+    got=$(cd "$WORK" && PYTHONPATH=${SRC[$b]} "$PY" -c \
+        'import pyiscsi.cli as c, pyiscsi.proto.pdu as p; print(c.__file__, p.__file__)') ||
         die "$PY cannot import pyiscsi from ${SRC[$b]}"
-    [[ $got == "${SRC[$b]}/pyiscsi/cli.py" ]] || die "$b build imports $got, not ${SRC[$b]}"
+    read -r cli pdu <<<"$got"
+    [[ $cli == "${SRC[$b]}/pyiscsi/cli.py" ]] || die "$b build imports $cli, not ${SRC[$b]}"
+    [[ $pdu == *.py ]] && is=pure || is=compiled
+    [[ $is == "${BUILD[$b]}" ]] || die "the $b side (${BUILD[$b]}) imports $pdu"
     mkdir -p "$WORK/run-$b"
     (cd "$WORK/run-$b" && PYTHONPATH=${SRC[$b]} exec "$PY" -m pyiscsi.cli serve --loop "${LOOP:-auto}" \
         --portal "127.0.0.1:${PORT[$b]}" --target "$IQN" --lun "$LUN" \
@@ -100,7 +131,7 @@ for b in old new; do
         die "fio warm-up against the $b build failed: $(tail -n 3 "$WORK/warmup-$b.txt")"
 done
 
-HEADER="# target CPU per command: old $(git -C "$REPO" rev-parse --short "$OLD_SHA") ($OLD_REV) vs new ($NEW_DESC)
+HEADER="# target CPU per command: old $(git -C "$REPO" rev-parse --short "$OLD_SHA") ($OLD_REV, ${BUILD[old]}) vs new ($NEW_DESC, ${BUILD[new]})
 # $(nproc) cores, $(uname -r), $("$PY" -V 2>&1), loop ${LOOP:-auto}, LUN $LUN, ${DURATION}s x $ROUNDS rounds, $(date -Is)"
 echo "$HEADER"
 RAW=$WORK/raw.txt

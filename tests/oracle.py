@@ -29,13 +29,22 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyiscsi.placement import table as table_module
 from pyiscsi.placement.table import DataPointerTable
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.errors import PduRejected
 from pyiscsi.proto.wire import DIGEST_LENGTH
 from pyiscsi.scsi import dispatch
 from pyiscsi.scsi.task import DataOutPlan
+from pyiscsi.target import connection as connection_module
 from pyiscsi.target.connection import TargetConnection
+
+PATCHABLE = all(m.__file__ is not None and m.__file__.endswith(".py")
+                for m in (table_module, dispatch, connection_module))
+"""Whether :class:`PlacementRecorder` can see the engine's calls: it patches
+``DataPointerTable.allocate`` and ``dispatch.execute``, which compiled (mypyc) callers reach
+directly, so on the compiled build it would record nothing. Its tests run on the pure-Python
+build (``PYISCSI_PURE=1``; CI runs them there)."""
 
 INF = math.inf
 Buffer = bytes | bytearray | memoryview
@@ -430,6 +439,9 @@ class PlacementRecorder:
         return addr - self.base
 
     def __enter__(self) -> PlacementRecorder:
+        if not PATCHABLE:
+            raise RuntimeError("PlacementRecorder needs the pure-Python build: compiled modules "
+                               "call the patched functions directly (build with PYISCSI_PURE=1)")
         recorder = self
         allocate = DataPointerTable.allocate
         execute = dispatch.execute

@@ -568,11 +568,11 @@ class OffloadStore(BackingStore):
     """Not memory: bytes in a bytearray; compares and writes itself (as librbd does), and
     Data-Out placed in its staging buffers is what it writes from."""
 
-    atomic_compare_and_write = True
     places_staging = True
 
     def __init__(self, size: int) -> None:
         self.size, self.block_size, self.read_only, self.name = size, 512, False, "offload"
+        self.atomic_compare_and_write = True  # an instance attribute (BackingStore)
         self.data = bytearray(size)
         self.staged: list[memoryview] = []
         self.ops: list[StoreOpKind] = []

@@ -9,15 +9,17 @@ import threading
 from collections.abc import Callable
 
 from pyiscsi.backstore.base import StoreError
+from pyiscsi.backstore.memory import MemoryStore
 from pyiscsi.backstore.ops import StoreOp, StoreOpKind
 from pyiscsi.target.storework import StoreRequest
 from pyiscsi.transport.store_runner import StoreRunner
 
 
-class SlowStore:
-    completion_fd = None
+class SlowStore(MemoryStore):
+    """A real store (a compiled StoreRequest checks its field's type) whose work waits."""
 
     def __init__(self) -> None:
+        super().__init__(4096)
         self.go = threading.Event()
 
     def perform(self, op: StoreOp) -> None:
@@ -31,7 +33,7 @@ def test_uses_counts_queued_and_running_work_per_store() -> None:
         done: list[int] = []
         op = StoreOp(StoreOpKind.FLUSH)
         for token in (1, 2):  # one runs, one waits in the queue
-            runner.submit(StoreRequest(token, busy, (op,), 0),  # type: ignore[arg-type]
+            runner.submit(StoreRequest(token, busy, (op,), 0),
                           lambda t, e: done.append(t))
         assert runner.uses(busy) and not runner.uses(idle)
         busy.go.set()
@@ -45,11 +47,13 @@ def test_uses_counts_queued_and_running_work_per_store() -> None:
     asyncio.run(main())
 
 
-class EventFdStore:
+class EventFdStore(MemoryStore):
     """A store with its own asynchronous submission: completions are posted on an eventfd
-    by another thread, as librbd does, and reaped on the loop."""
+    by another thread, as librbd does, and reaped on the loop. A real store underneath: a
+    compiled StoreRequest checks its field's type."""
 
     def __init__(self, fail: StoreOpKind | None = None) -> None:
+        super().__init__(4096)
         self.completion_fd = os.eventfd(0, os.EFD_NONBLOCK)
         self.fail = fail
         self.submitted: list[StoreOpKind] = []
@@ -86,7 +90,7 @@ def _run_async(store: EventFdStore, ops: tuple[StoreOp, ...]) -> list[tuple[int,
     async def main() -> list[tuple[int, object]]:
         runner = StoreRunner(asyncio.get_running_loop(), workers=1)
         done: list[tuple[int, object]] = []
-        runner.submit(StoreRequest(7, store, ops, 0),  # type: ignore[arg-type]
+        runner.submit(StoreRequest(7, store, ops, 0),
                       lambda t, e: done.append((t, e)))
         for _ in range(300):
             if done:

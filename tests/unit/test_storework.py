@@ -249,11 +249,12 @@ def test_connection_loss_with_work_in_flight_fences_the_next_session(
 
 
 def test_write_to_a_store_that_allocates_later_stages_its_immediate_data(
-        ini: Initiator, store: SlowStore) -> None:
+        ini: Initiator, store: SlowStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """The command's plan is not known when its immediate data arrives (its store is busy
     allocating): the bytes wait in a private area and are copied once, never dropped."""
     store.later = {StoreOpKind.ALLOCATE}
-    store.paged = True  # type: ignore[misc]  # like a sparse file: holes to allocate
+    # like a sparse file: holes to allocate (a class attribute, as FileStore sets it)
+    monkeypatch.setattr(SlowStore, "paged", True)
     store.needs_allocation = lambda offset, length: True  # type: ignore[method-assign]
     store.resident = lambda offset, length: True  # type: ignore[method-assign]
     w = write(ini, 16, b"\x99" * 4096)

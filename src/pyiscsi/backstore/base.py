@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from typing import ClassVar
+
+from mypy_extensions import mypyc_attr
 
 from .ops import StoreOp, StoreOpKind
 
@@ -36,6 +39,7 @@ class StoreBusy(ValueError):
     """The store cannot do this now (I/O in flight uses it): retry later."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # stores and test doubles subclass it
 class BackingStore(abc.ABC):
     """A LUN's bytes. Offsets and lengths are in bytes; callers keep them block aligned."""
 
@@ -50,19 +54,23 @@ class BackingStore(abc.ABC):
     ``rbd:POOL/IMAGE``), or None (local storage). When set, the LU identity derives from it
     alone (every gateway exporting it agrees) and the LU is shared by default."""
 
-    grow_needs_quiet = False
+    # What a kind of store is, set by subclasses in their class body: ClassVar, so that the
+    # compiled (mypyc) readers see an interpreted subclass's value (a plain attribute would be
+    # an instance slot that keeps this default). Set per instance: the attributes below these.
+    grow_needs_quiet: ClassVar[bool] = False
     """Whether :meth:`grow` must not run while store work on a worker uses the store."""
 
-    paged = False
+    paged: ClassVar[bool] = False
     """Whether the store's memory may need work before the loop touches it (a file mapping:
     holes to allocate, pages to fault in): when False, :meth:`needs_allocation` and
     :meth:`resident` need not be asked (RAM)."""
 
     atomic_compare_and_write = False
     """Whether the store performs :attr:`StoreOpKind.COMPARE_AND_WRITE` itself, atomically
-    against every other writer of the medium (a Ceph image shared by gateways)."""
+    against every other writer of the medium (a Ceph image shared by gateways). Set per
+    instance (``self.atomic_compare_and_write = ...``), never in a subclass's class body."""
 
-    places_staging = False
+    places_staging: ClassVar[bool] = False
     """Whether a buffer from :meth:`staging` is where the store's I/O is submitted from
     and received into, with no copy (so Data-Out placed there counts as placed)."""
 

@@ -11,6 +11,8 @@ import abc
 import contextlib
 import mmap
 
+from mypy_extensions import mypyc_attr
+
 from .base import BackingStore
 from .ops import StoreOp, StoreOpKind
 
@@ -21,6 +23,7 @@ ones go to a worker so other commands are not held up."""
 _MEMORY_KINDS = frozenset({StoreOpKind.READ, StoreOpKind.WRITE, StoreOpKind.WRITE_SAME})
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # stores and test doubles subclass it
 class MappedStore(BackingStore):
     """A store backed by one memory mapping (``_map``, viewed as ``_view``)."""
 

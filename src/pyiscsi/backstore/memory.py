@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import mmap
 
+from mypy_extensions import mypyc_attr
+
 from .base import StoreBusy
 from .mapped import PAGE, SYNC_LIMIT, MappedStore
 from .ops import StoreOp, StoreOpKind
@@ -17,6 +19,7 @@ from .ops import StoreOp, StoreOpKind
 _ONES = memoryview(b"\x01" * 65536)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # stores and test doubles subclass it
 class MemoryStore(MappedStore):
     """``size`` bytes of RAM, ``block_size`` bytes a block, optionally read-only."""
 

@@ -39,10 +39,15 @@ def padded(length: int) -> int:
     return (length + 3) & ~3
 
 
-@dataclass(frozen=True, slots=True)
 class Pdu:
-    """Common base: every PDU knows its opcode and can encode its BHS."""
+    """Common base: every PDU knows its opcode and can encode its BHS.
 
+    ``OPCODE`` is set on each class right after its definition, not in the dataclass body:
+    a compiled (mypyc) dataclass would take a class variable with a default there for a
+    field with a default, ahead of the fields without one.
+    """
+
+    __slots__ = ()
     OPCODE: ClassVar[Opcode]
 
     def encode(self) -> bytes:
@@ -73,7 +78,6 @@ def _pack(b0: int, b1: int, b2: int, b3: int, lens: int, q: int, itt: int, *w: i
 class NopOut(Pdu):
     """NOP-Out, RFC 7143 §11.18."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.NOP_OUT
     itt: int
     ttt: int = RESERVED_TAG
     cmdsn: int = 0
@@ -93,11 +97,13 @@ class NopOut(Pdu):
                    immediate=bool(w[0] & _IMMEDIATE), data_length=w[4] & 0xFFFFFF)
 
 
+NopOut.OPCODE = Opcode.NOP_OUT
+
+
 @dataclass(frozen=True, slots=True)
 class ScsiCommand(Pdu):
     """SCSI Command, RFC 7143 §11.3. ``cdb`` is the 16-byte CDB field (AHS may extend it)."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.SCSI_COMMAND
     itt: int
     cdb: bytes
     expected_length: int = 0
@@ -129,11 +135,13 @@ class ScsiCommand(Pdu):
                    ahs_length=(w[4] >> 24) * 4, data_length=w[4] & 0xFFFFFF)
 
 
+ScsiCommand.OPCODE = Opcode.SCSI_COMMAND
+
+
 @dataclass(frozen=True, slots=True)
 class TaskMgmtRequest(Pdu):
     """Task Management Function Request, RFC 7143 §11.5."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.TASK_MGMT_REQUEST
     itt: int
     function: int
     lun: int = 0
@@ -157,6 +165,9 @@ class TaskMgmtRequest(Pdu):
                    immediate=bool(w[0] & _IMMEDIATE))
 
 
+TaskMgmtRequest.OPCODE = Opcode.TASK_MGMT_REQUEST
+
+
 def _stages(transit: bool, cont: bool, csg: int, nsg: int) -> int:
     return (0x80 if transit else 0) | (0x40 if cont else 0) | (csg & 3) << 2 | (nsg & 3)
 
@@ -165,7 +176,6 @@ def _stages(transit: bool, cont: bool, csg: int, nsg: int) -> int:
 class LoginRequest(Pdu):
     """Login Request, RFC 7143 §11.12. ``isid`` is the 48-bit ISID as an integer."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.LOGIN_REQUEST
     itt: int
     isid: int
     tsih: int = 0
@@ -195,11 +205,13 @@ class LoginRequest(Pdu):
                    data_length=w[4] & 0xFFFFFF)
 
 
+LoginRequest.OPCODE = Opcode.LOGIN_REQUEST
+
+
 @dataclass(frozen=True, slots=True)
 class TextRequest(Pdu):
     """Text Request, RFC 7143 §11.10."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.TEXT_REQUEST
     itt: int
     ttt: int = RESERVED_TAG
     cmdsn: int = 0
@@ -223,11 +235,13 @@ class TextRequest(Pdu):
                    immediate=bool(w[0] & _IMMEDIATE), data_length=w[4] & 0xFFFFFF)
 
 
+TextRequest.OPCODE = Opcode.TEXT_REQUEST
+
+
 @dataclass(frozen=True, slots=True)
 class DataOut(Pdu):
     """SCSI Data-Out, RFC 7143 §11.7."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.DATA_OUT
     itt: int
     ttt: int
     buffer_offset: int
@@ -248,11 +262,13 @@ class DataOut(Pdu):
                    datasn=w[11], expstatsn=w[9], lun=w[5], final=bool(w[1] & _FINAL))
 
 
+DataOut.OPCODE = Opcode.DATA_OUT
+
+
 @dataclass(frozen=True, slots=True)
 class LogoutRequest(Pdu):
     """Logout Request, RFC 7143 §11.14."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.LOGOUT_REQUEST
     itt: int
     reason: int = 0
     cid: int = 0
@@ -271,11 +287,13 @@ class LogoutRequest(Pdu):
                    immediate=bool(w[0] & _IMMEDIATE))
 
 
+LogoutRequest.OPCODE = Opcode.LOGOUT_REQUEST
+
+
 @dataclass(frozen=True, slots=True)
 class SnackRequest(Pdu):
     """SNACK Request, RFC 7143 §11.16."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.SNACK_REQUEST
     itt: int
     type: int = 0
     ttt: int = RESERVED_TAG
@@ -294,6 +312,9 @@ class SnackRequest(Pdu):
                    runlength=w[13], lun=w[5])
 
 
+SnackRequest.OPCODE = Opcode.SNACK_REQUEST
+
+
 # ---------------------------------------------------------------- target PDUs
 
 
@@ -301,7 +322,6 @@ class SnackRequest(Pdu):
 class NopIn(Pdu):
     """NOP-In, RFC 7143 §11.19."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.NOP_IN
     itt: int
     ttt: int = RESERVED_TAG
     statsn: int = 0
@@ -320,11 +340,13 @@ class NopIn(Pdu):
                    data_length=w[4] & 0xFFFFFF)
 
 
+NopIn.OPCODE = Opcode.NOP_IN
+
+
 @dataclass(frozen=True, slots=True)
 class ScsiResponse(Pdu):
     """SCSI Response, RFC 7143 §11.4. The data segment is SenseLength + sense data."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.SCSI_RESPONSE
     itt: int
     status: int = 0
     response: int = 0
@@ -358,11 +380,13 @@ class ScsiResponse(Pdu):
                    snack_tag=w[7], data_length=w[4] & 0xFFFFFF)
 
 
+ScsiResponse.OPCODE = Opcode.SCSI_RESPONSE
+
+
 @dataclass(frozen=True, slots=True)
 class TaskMgmtResponse(Pdu):
     """Task Management Function Response, RFC 7143 §11.6."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.TASK_MGMT_RESPONSE
     itt: int
     response: int = 0
     statsn: int = 0
@@ -378,11 +402,13 @@ class TaskMgmtResponse(Pdu):
         return cls(itt=w[6], response=w[2], statsn=w[8], expcmdsn=w[9], maxcmdsn=w[10])
 
 
+TaskMgmtResponse.OPCODE = Opcode.TASK_MGMT_RESPONSE
+
+
 @dataclass(frozen=True, slots=True)
 class LoginResponse(Pdu):
     """Login Response, RFC 7143 §11.13."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.LOGIN_RESPONSE
     itt: int
     isid: int
     tsih: int = 0
@@ -416,11 +442,13 @@ class LoginResponse(Pdu):
                    data_length=w[4] & 0xFFFFFF)
 
 
+LoginResponse.OPCODE = Opcode.LOGIN_RESPONSE
+
+
 @dataclass(frozen=True, slots=True)
 class TextResponse(Pdu):
     """Text Response, RFC 7143 §11.11."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.TEXT_RESPONSE
     itt: int
     ttt: int = RESERVED_TAG
     statsn: int = 0
@@ -443,11 +471,13 @@ class TextResponse(Pdu):
                    data_length=w[4] & 0xFFFFFF)
 
 
+TextResponse.OPCODE = Opcode.TEXT_RESPONSE
+
+
 @dataclass(frozen=True, slots=True)
 class DataIn(Pdu):
     """SCSI Data-In, RFC 7143 §11.8. ``has_status`` is the S bit (status in this PDU)."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.DATA_IN
     itt: int
     buffer_offset: int
     data_length: int
@@ -484,11 +514,13 @@ class DataIn(Pdu):
                    lun=w[5])
 
 
+DataIn.OPCODE = Opcode.DATA_IN
+
+
 @dataclass(frozen=True, slots=True)
 class LogoutResponse(Pdu):
     """Logout Response, RFC 7143 §11.15."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.LOGOUT_RESPONSE
     itt: int
     response: int = 0
     statsn: int = 0
@@ -507,11 +539,13 @@ class LogoutResponse(Pdu):
                    time2wait=w[12] >> 16, time2retain=w[12] & 0xFFFF)
 
 
+LogoutResponse.OPCODE = Opcode.LOGOUT_RESPONSE
+
+
 @dataclass(frozen=True, slots=True)
 class R2T(Pdu):
     """Ready To Transfer, RFC 7143 §11.9."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.R2T
     itt: int
     ttt: int
     buffer_offset: int
@@ -533,11 +567,13 @@ class R2T(Pdu):
                    statsn=w[8], expcmdsn=w[9], maxcmdsn=w[10], lun=w[5])
 
 
+R2T.OPCODE = Opcode.R2T
+
+
 @dataclass(frozen=True, slots=True)
 class AsyncMessage(Pdu):
     """Asynchronous Message, RFC 7143 §11.9."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.ASYNC_MESSAGE
     event: int
     vcode: int = 0
     param1: int = 0
@@ -562,11 +598,13 @@ class AsyncMessage(Pdu):
                    maxcmdsn=w[10], lun=w[5], data_length=w[4] & 0xFFFFFF)
 
 
+AsyncMessage.OPCODE = Opcode.ASYNC_MESSAGE
+
+
 @dataclass(frozen=True, slots=True)
 class Reject(Pdu):
     """Reject, RFC 7143 §11.17. Its data segment is the rejected PDU's BHS."""
 
-    OPCODE: ClassVar[Opcode] = Opcode.REJECT
     reason: int
     statsn: int = 0
     expcmdsn: int = 0
@@ -583,6 +621,9 @@ class Reject(Pdu):
     def decode(cls, w: _Words, bhs: bytes) -> Reject:
         return cls(reason=w[2], statsn=w[8], expcmdsn=w[9], maxcmdsn=w[10], datasn=w[11],
                    data_length=w[4] & 0xFFFFFF)
+
+
+Reject.OPCODE = Opcode.REJECT
 
 
 _Decoder = Callable[[_Words, bytes], Pdu]

@@ -250,8 +250,8 @@ def execute(lu: LogicalUnit, request: ScsiRequest) -> Outcome:
         result = handler(lu, request)
     except ScsiError as err:
         return err.result()
-    except StoreError as err:
-        return store_error_result(err)
+    except StoreError as store_err:  # its own name: one name is one type when compiled
+        return store_error_result(store_err)
     except (IndexError, struct.error):
         return ScsiError.invalid_field_in_cdb(0).result()  # CDB shorter than its opcode
     if type(result) is DataOutPlan and result.complete is not sbc.write_done:

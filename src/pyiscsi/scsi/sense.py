@@ -217,7 +217,7 @@ def guarded(complete: Callable[[int], ScsiResult | StoreWork]
             return complete(received)
         except ScsiError as err:
             return err.result()
-        except StoreError as err:
-            return store_error_result(err)
+        except StoreError as store_err:  # its own name: one name is one type when compiled
+            return store_error_result(store_err)
 
     return run

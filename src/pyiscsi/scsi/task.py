@@ -9,14 +9,17 @@ once they all arrived.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
+# imported at run time, not under TYPE_CHECKING: a compiled (mypyc) dataclass resolves its
+# fields' annotations when the class is created
+from ..backstore.base import BackingStore
 from ..proto.wire import ScsiStatus
 
 if TYPE_CHECKING:
-    from ..backstore.base import BackingStore
     from ..backstore.ops import StoreOp
 
 
@@ -77,7 +80,8 @@ class DataOutPlan:
     actually arrived (fewer than ``length`` when the initiator's EDTL was smaller).
     """
 
-    buffer: memoryview
+    # builtins.: a compiled dataclass looks a bare name up in this module's globals only
+    buffer: builtins.memoryview
     length: int
     complete: Callable[[int], ScsiResult | StoreWork]
     staged: bool = False

@@ -657,9 +657,10 @@ class TargetConnection:
             return
         if not task.started or task.store_busy:
             return
-        if task.result is not None:
+        result = task.result  # a local: a narrowed task.result would outlive _settle below
+        if result is not None:
             if task.unsol_tag is None and not task.outstanding:  # every burst has ended
-                self._respond(task, task.result)
+                self._respond(task, result)
             return
         plan = task.plan
         if plan is None:

@@ -8,6 +8,7 @@ whole. An opcode without a rule, or outside its phases, is refused with ``refusa
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -40,7 +41,8 @@ class Ordering(Enum):
 class OpcodeRule:
     """What the target does with one opcode."""
 
-    phases: frozenset[Phase]
+    # builtins.: a compiled dataclass looks a bare name up in this module's globals only
+    phases: builtins.frozenset[Phase]
     handler: Callable[..., None]
     """``handler(engine, pdu, data)`` once the PDU is whole (``data``: a control payload)."""
     ordering: Ordering = Ordering.NONE

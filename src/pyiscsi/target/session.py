@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+# imported at run time, not under TYPE_CHECKING: a compiled (mypyc) dataclass resolves its
+# fields' annotations when the class is created
+from ..proto.keys import SessionParams
 from ..proto.serial import sn_add, sn_in_window
 from ..scsi.iostats import IoStats
 from ..scsi.task import Nexus
 
 if TYPE_CHECKING:
-    from ..proto.keys import SessionParams
     from .catalog import Target
     from .connection import TargetConnection
     from .task import Task

@@ -16,13 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..backstore.base import StoreError
+# imported at run time, not under TYPE_CHECKING: a compiled (mypyc) dataclass resolves its
+# fields' annotations when the class is created
+from ..backstore.base import BackingStore, StoreError
 from ..proto.wire import ScsiStatus
 from ..scsi.sense import Asc, ScsiError, SenseKey, fixed_sense, store_error_result
 from ..scsi.task import DataOutPlan, Outcome, ScsiResult, StoreWork
 
 if TYPE_CHECKING:
-    from ..backstore.base import BackingStore
     from ..backstore.ops import StoreOp
     from ..scsi.busy import BusyRanges
 
@@ -135,8 +136,8 @@ def then(work: StoreWork) -> Outcome:
         return work.then()
     except ScsiError as err:
         return err.result()
-    except StoreError as err:
-        return store_error_result(err)
+    except StoreError as store_err:  # its own name: one name is one type when compiled
+        return store_error_result(store_err)
 
 
 def failed(work: StoreWork, error: BaseException) -> ScsiResult:

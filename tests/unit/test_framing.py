@@ -231,3 +231,43 @@ def test_large_payload_behind_a_staging_read_is_copied_and_counted_so() -> None:
         assert counters.rx_staged_by_size == [0, 0, staged]
         assert counters.rx_placed_by_size == [0, 0, 65536 - staged]
         assert (event.staged, event.placed) == (staged, 65536 - staged)
+
+
+def test_opening_reads_headers_exactly_until_the_first_payload() -> None:
+    """A session's opening (``Receiver.opening``, set as full feature phase begins): small
+    PDUs without data arrive together with a 64 KiB write, all in the socket at once. With
+    the opening, every header is read exactly, so the large payload is placed whole; without
+    it, the staging read that takes the large PDU's header takes part of its payload too,
+    and that part is copied. The first PDU with data ends the opening."""
+    nops = b"".join(wire(P.NopOut(itt=i, ttt=0xFFFFFFFF, cmdsn=i)) for i in range(3))
+    payload = bytes(range(256)) * 256  # 64 KiB
+    for opening, staged in ((64, 0), (0, 65536)):
+        counters = CopyCounters()
+        router = Router()
+        rx = Receiver(router, max_data_length=1 << 20, counters=counters)
+        rx.opening = opening
+        events = run(rx, nops + data_out(0, payload) + nops, 1 << 20)
+        assert len(events) == 7
+        assert router.memory[:65536] == payload
+        assert counters.rx_staged_by_size[2] == staged
+        assert counters.rx_placed_by_size[2] == 65536 - staged
+        assert rx.opening == 0
+
+
+def test_opening_ends_after_its_budget_of_reads() -> None:
+    """A session of commands without data leaves the opening after its budget of reads, and
+    then collects several headers per staging read again."""
+    rx = Receiver(Router())
+    rx.opening = 4
+    stream = b"".join(wire(P.NopOut(itt=i, ttt=0xFFFFFFFF, cmdsn=i)) for i in range(10))
+    reads = 0
+    pos = 0
+    while pos < len(stream):
+        buf = rx.get_buffer()
+        n = min(len(buf), len(stream) - pos)
+        buf[:n] = stream[pos:pos + n]
+        pos += n
+        reads += 1
+        rx.advance(n)
+    assert rx.opening == 0
+    assert reads == 5  # four exact 48-byte reads, then the other six headers in one

@@ -146,6 +146,12 @@ class Receiver:
         self._whole = 0
         """Bytes of the PDU at ``_start`` staging must hold at once (0: no such need)."""
         self.exact_after = 16384
+        self.opening = 0
+        """Staging reads left to read headers exactly at a session's opening (set by the
+        engine as full feature phase begins); the first PDU with a data segment ends it. A
+        session whose first payloads are large (a stream of 1 MiB writes after INQUIRY and
+        READ CAPACITY) then places them whole instead of copying the part of the first one
+        that a staging read took with its header."""
         """After a payload of at least this many bytes was placed directly, the next header
         is read exactly (a stream of large Data-Outs lands entirely directly); after a
         smaller one the next read stages as much as has arrived, so a run of small
@@ -183,7 +189,7 @@ class Receiver:
             self._stage[:n] = self._view[self._start:self._end]
             self._start, self._end = 0, n
         limit = len(self._stage)
-        if self._exact or self.exact_headers:
+        if self._exact or self.exact_headers or self.opening:
             want = self._wanted()
             if want > 0:
                 limit = min(limit, self._end + want)
@@ -201,6 +207,8 @@ class Receiver:
                 self._exact = True
         else:
             self._end += nbytes
+            if self.opening:
+                self.opening -= 1
         self._process()
         events, self._events = self._events, []
         return events
@@ -397,6 +405,8 @@ class Receiver:
                             placed, staged)
         self._state = _HEADER
         self._exact = self._placed >= self.exact_after and not self._discard
+        if length and self.opening:
+            self.opening = 0
         self._dest = self._final_dest = None
         self._control = None
         if self.on_pdu is not None:

@@ -84,6 +84,11 @@ LOGOUT_GRACE = 5.0
 """MaxRecvDataSegmentLength during login (RFC 7143 §13.12: the default until negotiated)."""
 
 
+OPENING_READS: Final = 64
+"""Staging reads at the start of full feature phase that read headers exactly (see
+:attr:`Receiver.opening`): enough for an initiator's INQUIRY / READ CAPACITY / REPORT LUNS
+preamble, few enough that a session of small reads soon batches its headers again."""
+
 _CRC_ERROR = check_condition(SenseKey.ABORTED_COMMAND, Asc.PROTOCOL_SERVICE_CRC_ERROR)
 """A data digest error (RFC 7143 §11.4.7.2)."""
 _TOO_MUCH_WRITE_DATA = check_condition(SenseKey.ABORTED_COMMAND, Asc.TOO_MUCH_WRITE_DATA)
@@ -1053,6 +1058,7 @@ class TargetConnection:
         self.transfers.max_outstanding_r2t = params.max_outstanding_r2t
         self.receiver.header_digest = params.header_digest
         self.receiver.data_digest = params.data_digest
+        self.receiver.opening = OPENING_READS
         if (self.fast_path and self.session is not None and not self.session.discovery
                 and not params.header_digest and not params.data_digest):
             self.receiver.fast = self._fast_command

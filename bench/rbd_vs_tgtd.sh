@@ -12,7 +12,9 @@
 # two gateways of one image never serve stale data). Like against like is pyiscsi/tgtd-nc.
 #
 # Ceph: uses $CEPH_CONF when it reaches a cluster, else starts micro-ceph (../shared/peers/
-# micro-ceph.sh) in a private directory on CEPH_PORT and stops it at the end.
+# micro-ceph.sh) in a private directory on CEPH_PORT and stops it at the end. The four images
+# take 4 x SIZE_MB: on micro-ceph's default 4 GiB memstore use SIZE_MB=512 (a full OSD hangs
+# the writes).
 #   RUNTIME=10 ROUNDS=3 SIZE_MB=1024 WORKLOADS="seqwrite-1m-qd8 ..." PY_PORT=3297 \
 #   TGT_PORT=3298 TGT_NC_PORT=3299 CTRL_PORT=41 CTRL_NC_PORT=42 CEPH_PORT=47600 bash bench/rbd_vs_tgtd.sh
 set -uo pipefail

@@ -6,10 +6,17 @@
 # pyiscsi/librbd-python, and the targets' CPU per command (target_cpu% / IOPS), and writes
 # the table to bench/results/rbd_vs_tgtd-DATE.md.
 #
+# tgtd twice, alike but for librbd's cache: "tgtd" with Ceph's default (rbd_cache = true, a
+# write-back cache in the gateway) and "tgtd-nc" with a copy of the ceph.conf adding
+# `[client] rbd cache = false` (bs_rbd's --bsopts conf=), as pyiscsi runs (no gateway cache:
+# two gateways of one image never serve stale data). Like against like is pyiscsi/tgtd-nc.
+#
 # Ceph: uses $CEPH_CONF when it reaches a cluster, else starts micro-ceph (../shared/peers/
-# micro-ceph.sh) in a private directory on CEPH_PORT and stops it at the end.
+# micro-ceph.sh) in a private directory on CEPH_PORT and stops it at the end. The four images
+# take 4 x SIZE_MB: on micro-ceph's default 4 GiB memstore use SIZE_MB=512 (a full OSD hangs
+# the writes).
 #   RUNTIME=10 ROUNDS=3 SIZE_MB=1024 WORKLOADS="seqwrite-1m-qd8 ..." PY_PORT=3297 \
-#   TGT_PORT=3298 CTRL_PORT=41 CEPH_PORT=47600 bash bench/rbd_vs_tgtd.sh
+#   TGT_PORT=3298 TGT_NC_PORT=3299 CTRL_PORT=41 CTRL_NC_PORT=42 CEPH_PORT=47600 bash bench/rbd_vs_tgtd.sh
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 export RUNTIME=${RUNTIME:-10}
@@ -17,6 +24,9 @@ ROUNDS=${ROUNDS:-3}
 SIZE_MB=${SIZE_MB:-1024}
 PY_PORT=${PY_PORT:-3297}
 TGT_PORT=${TGT_PORT:-3298}
+TGT_NC_PORT=${TGT_NC_PORT:-3299}
+CTRL_PORT=${CTRL_PORT:-41}
+CTRL_NC_PORT=${CTRL_NC_PORT:-$((CTRL_PORT + 1))}
 CEPH_PORT=${CEPH_PORT:-47600}
 WORKLOADS=${WORKLOADS:-"seqwrite-1m-qd8 seqread-1m-qd8 randwrite-4k-qd32 randread-4k-qd32"}
 WORK=$(mktemp -d)
@@ -26,20 +36,23 @@ TAG=$$
 cleanup() {
     [[ -n $PYPID ]] && kill "$PYPID" 2>/dev/null && wait "$PYPID" 2>/dev/null
     WORKDIR=$WORK/tgt "$PEERS/stop-tgtd.sh" >/dev/null 2>&1
+    WORKDIR=$WORK/tgt-nc "$PEERS/stop-tgtd.sh" >/dev/null 2>&1
     if [[ -n $OWN_CEPH ]]; then
         CEPH_DIR=$WORK/ceph FAST=1 "$PEERS/micro-ceph.sh" stop >/dev/null 2>&1
     else
-        for i in py tgt base; do timeout 60 rbd --conf "$CEPH_CONF" rm "rbd/bench-$i-$TAG" >/dev/null 2>&1; done
+        for i in py tgt tgt-nc base; do timeout 60 rbd --conf "$CEPH_CONF" rm "rbd/bench-$i-$TAG" >/dev/null 2>&1; done
     fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-mkdir -p "$WORK/py" "$WORK/tgt" "$WORK/out"
+mkdir -p "$WORK/py" "$WORK/tgt" "$WORK/tgt-nc" "$WORK/out"
 
-if [[ -e /var/run/tgtd/socket.${CTRL_PORT:-41}.lock ]] && fuser "/var/run/tgtd/socket.${CTRL_PORT:-41}.lock" >/dev/null 2>&1; then
-    echo "rbd_vs_tgtd.sh: tgtd control port ${CTRL_PORT:-41} is in use by another tgtd; set CTRL_PORT" >&2
-    exit 1
-fi
+for c in "$CTRL_PORT" "$CTRL_NC_PORT"; do
+    if [[ -e /var/run/tgtd/socket.$c.lock ]] && fuser "/var/run/tgtd/socket.$c.lock" >/dev/null 2>&1; then
+        echo "rbd_vs_tgtd.sh: tgtd control port $c is in use by another tgtd; set CTRL_PORT/CTRL_NC_PORT" >&2
+        exit 1
+    fi
+done
 if [[ -z ${CEPH_CONF:-} ]] || ! timeout 20 ceph --conf "$CEPH_CONF" health >/dev/null 2>&1; then
     echo "# starting micro-ceph in $WORK/ceph (port $CEPH_PORT)" >&2
     CEPH_DIR=$WORK/ceph CEPH_MON_PORT=$CEPH_PORT CEPH_WITH_MGR=0 "$PEERS/micro-ceph.sh" start >&2 || exit 1
@@ -52,14 +65,24 @@ export CEPH_CONF
     --ceph-conf "$CEPH_CONF" --lun "rbd:rbd/bench-py-$TAG,size=${SIZE_MB}MiB" \
     >"$WORK/py.out" 2>"$WORK/py.err") &
 PYPID=$!
-TGTURL=$(WORKDIR=$WORK/tgt BACKING=rbd RBD_IMAGE=rbd/bench-tgt-$TAG SIZE_MB=$SIZE_MB PORT=$TGT_PORT \
-    CTRL_PORT=${CTRL_PORT:-41} "$PEERS/start-tgtd.sh" 2>"$WORK/tgt.err" | tail -n 1)
-TGTPID=$(cat "$WORK/tgt/tgtd.pid" 2>/dev/null)
-if [[ -z $TGTURL || -z $TGTPID ]] || ! kill -0 "$TGTPID" 2>/dev/null; then
-    echo "rbd_vs_tgtd.sh: tgtd did not start (CTRL_PORT ${CTRL_PORT:-41} taken? see /var/run/tgtd):" >&2
-    cat "$WORK/tgt.err" >&2
-    exit 1
-fi
+start_tgtd() {  # NAME PORT CTRL CONF -> the LUN's URL on stdout; pid in $WORK/NAME/tgtd.pid
+    local url pid
+    url=$(WORKDIR=$WORK/$1 BACKING=rbd RBD_IMAGE=rbd/bench-$1-$TAG SIZE_MB=$SIZE_MB PORT=$2 \
+        CTRL_PORT=$3 CEPH_CONF=$4 "$PEERS/start-tgtd.sh" 2>"$WORK/$1.err" | tail -n 1)
+    pid=$(cat "$WORK/$1/tgtd.pid" 2>/dev/null)
+    if [[ -z $url || -z $pid ]] || ! kill -0 "$pid" 2>/dev/null; then
+        echo "rbd_vs_tgtd.sh: tgtd ($1) did not start (control port $3 taken? see /var/run/tgtd):" >&2
+        cat "$WORK/$1.err" >&2
+        return 1
+    fi
+    echo "$url"
+}
+NC_CONF=$WORK/ceph-nocache.conf
+{ cat "$CEPH_CONF"; printf '\n[client]\n\trbd cache = false\n'; } >"$NC_CONF"
+TGTURL=$(start_tgtd tgt "$TGT_PORT" "$CTRL_PORT" "$CEPH_CONF") || exit 1
+TGTPID=$(cat "$WORK/tgt/tgtd.pid")
+TGTNCURL=$(start_tgtd tgt-nc "$TGT_NC_PORT" "$CTRL_NC_PORT" "$NC_CONF") || exit 1
+TGTNCPID=$(cat "$WORK/tgt-nc/tgtd.pid")
 wait_serving "$PYPID" "$WORK/py.out" "$WORK/py.err" || exit 1
 PYURL=iscsi://127.0.0.1:$PY_PORT/iqn.2026-11.org.pyiscsi:disk/0
 
@@ -73,7 +96,7 @@ baseline() {  # workload name -> one perf.sh-like line from rbd_aio_baseline.py
         awk -v n="$name" '{printf "%s %s %s - - - %s -\n", n, $3, $5, $11}' | tr -d '%'
 }
 
-HEAD="# pyiscsi $PYURL  tgtd(bs_rbd) $TGTURL  ceph $CEPH_CONF  runtime ${RUNTIME}s  rounds $ROUNDS  $(nproc) cores  $(date -Is)"
+HEAD="# pyiscsi $PYURL  tgtd(bs_rbd, rbd_cache on) $TGTURL  tgtd-nc(rbd_cache off) $TGTNCURL  ceph $CEPH_CONF  runtime ${RUNTIME}s  rounds $ROUNDS  $(nproc) cores  $(date -Is)"
 echo "$HEAD"
 : >"$WORK/all.txt"
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -82,6 +105,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
             tail -n 1 | sed "s/^/pyiscsi $r /" | tee -a "$WORK/all.txt"
         WARMUP=0 WORKLOADS=$w TARGET_PID=$TGTPID OUTDIR=$WORK/out "$PEERS/perf.sh" "$TGTURL" 2>/dev/null |
             tail -n 1 | sed "s/^/tgtd    $r /" | tee -a "$WORK/all.txt"
+        WARMUP=0 WORKLOADS=$w TARGET_PID=$TGTNCPID OUTDIR=$WORK/out "$PEERS/perf.sh" "$TGTNCURL" 2>/dev/null |
+            tail -n 1 | sed "s/^/tgtd-nc $r /" | tee -a "$WORK/all.txt"
         baseline "$w" | sed "s/^/librbd-py $r /" | tee -a "$WORK/all.txt"
     done
 done
@@ -92,17 +117,19 @@ rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
 def med(target, workload, col):
     vals = [float(r[col]) for r in rows if r[0] == target and r[2] == workload and r[col] != "-"]
     return statistics.median(vals) if vals else float("nan")
-print("| workload | pyiscsi MB/s | tgtd-rbd MB/s | librbd-py MB/s | pyiscsi/tgtd | pyiscsi/librbd-py "
-      "| pyiscsi CPU us/cmd | tgtd CPU us/cmd | librbd-py CPU us/io |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| workload | pyiscsi MB/s | tgtd MB/s (cache on) | tgtd-nc MB/s (cache off) "
+      "| librbd-py MB/s | pyiscsi/tgtd | pyiscsi/tgtd-nc | pyiscsi/librbd-py "
+      "| pyiscsi CPU us/cmd | tgtd CPU us/cmd | tgtd-nc CPU us/cmd | librbd-py CPU us/io |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for w in sys.argv[2].split():
-    py, tg, lb = (med(t, w, 3) for t in ("pyiscsi", "tgtd", "librbd-py"))
+    py, tg, nc, lb = (med(t, w, 3) for t in ("pyiscsi", "tgtd", "tgtd-nc", "librbd-py"))
     def cpu(t):
         vals = [float(r[8]) / 100 / float(r[4]) * 1e6 for r in rows
                 if r[0] == t and r[2] == w and r[8] not in ("-", "n/a") and float(r[4]) > 0]
         return statistics.median(vals) if vals else float("nan")
-    print(f"| {w} | {py:.1f} | {tg:.1f} | {lb:.1f} | {py / tg:.2f} | {py / lb:.2f} "
-          f"| {cpu('pyiscsi'):.0f} | {cpu('tgtd'):.0f} | {cpu('librbd-py'):.0f} |")
+    print(f"| {w} | {py:.1f} | {tg:.1f} | {nc:.1f} | {lb:.1f} | {py / tg:.2f} | {py / nc:.2f} "
+          f"| {py / lb:.2f} | {cpu('pyiscsi'):.0f} | {cpu('tgtd'):.0f} | {cpu('tgtd-nc'):.0f} "
+          f"| {cpu('librbd-py'):.0f} |")
 PYEOF
 )
 echo "# medians of $ROUNDS interleaved rounds (MB = 10^6 bytes; CPU per command = target_cpu% / IOPS)"

@@ -13,8 +13,8 @@
 #
 # Ceph: uses $CEPH_CONF when it reaches a cluster, else starts micro-ceph (../shared/peers/
 # micro-ceph.sh) in a private directory on CEPH_PORT and stops it at the end. The four images
-# take 4 x SIZE_MB: on micro-ceph's default 4 GiB memstore use SIZE_MB=512 (a full OSD hangs
-# the writes).
+# take 4 x SIZE_MB: a micro-ceph started here gets a memstore of 1.5 x that plus 1 GiB (at
+# least 4 GiB); on a cluster of your own, leave room (a full OSD hangs the writes).
 #   RUNTIME=10 ROUNDS=3 SIZE_MB=1024 WORKLOADS="seqwrite-1m-qd8 ..." PY_PORT=3297 \
 #   TGT_PORT=3298 TGT_NC_PORT=3299 CTRL_PORT=41 CTRL_NC_PORT=42 CEPH_PORT=47600 bash bench/rbd_vs_tgtd.sh
 set -uo pipefail
@@ -55,7 +55,11 @@ for c in "$CTRL_PORT" "$CTRL_NC_PORT"; do
 done
 if [[ -z ${CEPH_CONF:-} ]] || ! timeout 20 ceph --conf "$CEPH_CONF" health >/dev/null 2>&1; then
     echo "# starting micro-ceph in $WORK/ceph (port $CEPH_PORT)" >&2
-    CEPH_DIR=$WORK/ceph CEPH_MON_PORT=$CEPH_PORT CEPH_WITH_MGR=0 "$PEERS/micro-ceph.sh" start >&2 || exit 1
+    # room for the four images and then some: a full memstore OSD hangs the writes
+    osd_bytes=$(( (4 * SIZE_MB * 3 / 2 + 1024) * 1024 * 1024 ))
+    ((osd_bytes < 4 * 1024 * 1024 * 1024)) && osd_bytes=$((4 * 1024 * 1024 * 1024))
+    CEPH_DIR=$WORK/ceph CEPH_MON_PORT=$CEPH_PORT CEPH_WITH_MGR=0 CEPH_OSD_BYTES=${CEPH_OSD_BYTES:-$osd_bytes} \
+        "$PEERS/micro-ceph.sh" start >&2 || exit 1
     OWN_CEPH=1
     export CEPH_CONF=$WORK/ceph/ceph.conf
 fi

@@ -173,42 +173,12 @@ def case_iostats() -> Callable[[], object]:
 def _engine(kind: str) -> Callable[[], object]:
     """The whole engine in memory, no sockets: 32 x 4 KiB commands per call through a logged-in
     TargetConnection (framing, pdu, connection, session, task set, transfer, SCSI, store);
-    the figure is per command (bench/engine_cost.py's loop)."""
-    sys.path.insert(0, str(REPO))
-    from tests.pair import Initiator, make_catalog, wire
+    the figure is per command (bench/engine_cost.py's step)."""
+    sys.path[:0] = [str(REPO), str(REPO / "bench")]
+    from engine_cost import BATCH, batch
 
-    from pyiscsi.proto import pdu as P
-    from pyiscsi.target.connection import TargetConnection
-
-    conn = TargetConnection(make_catalog(64 << 20), "bench")
-    ini = Initiator(conn)
-    ini.login()
-    conn.take_output()
-    data = b"\x5a" * 4096
-
-    def run() -> object:
-        stream = []
-        for i in range(ENGINE_BATCH):
-            lba = (i * 97 % 16000) * 8
-            op = 0x2A if kind == "write" else 0x28
-            cdb = struct.pack(">BBIBHB", op, 0, lba, 0, 8, 0).ljust(16, b"\0")
-            payload = data if kind == "write" else b""
-            ini.itt = (ini.itt + 1) & 0xFFFF
-            cmd = P.ScsiCommand(itt=ini.itt, cdb=cdb, expected_length=4096, cmdsn=ini.cmdsn,
-                                read=kind == "read", write=kind == "write",
-                                data_length=len(payload))
-            ini.cmdsn += 1
-            stream.append(wire(cmd, payload or None))
-        blob = memoryview(b"".join(stream))
-        while blob:
-            buf = conn.get_buffer()
-            k = min(len(buf), len(blob))
-            buf[:k] = blob[:k]
-            conn.advance(k)
-            blob = blob[k:]
-        return conn.take_output()
-
-    return run
+    assert BATCH == ENGINE_BATCH
+    return batch(kind)
 
 
 ENGINE_BATCH = 32

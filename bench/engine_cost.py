@@ -15,6 +15,7 @@ import pstats
 import struct
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,7 +29,10 @@ N = int(os.environ.get("N", "20000"))
 BATCH = 32
 
 
-def run(kind: str, n: int) -> float:
+def batch(kind: str) -> Callable[[], object]:
+    """A logged-in TargetConnection and a call that sends it BATCH x 4 KiB READ(10) or
+    WRITE(10) (with immediate data) through its receive path and takes the answers: what
+    one measured step runs (also bench/compile_gain.py's engine cases)."""
     conn = TargetConnection(make_catalog(64 << 20), "bench")
     ini = Initiator(conn)
     ini.login()
@@ -37,15 +41,11 @@ def run(kind: str, n: int) -> float:
     frames = []
     for i in range(BATCH):
         lba = (i * 97 % 16000) * 8
-        if kind == "write":
-            cdb = struct.pack(">BBIBHB", 0x2A, 0, lba, 0, 8, 0).ljust(16, b"\0")
-            frames.append((cdb, data))
-        else:
-            cdb = struct.pack(">BBIBHB", 0x28, 0, lba, 0, 8, 0).ljust(16, b"\0")
-            frames.append((cdb, b""))
-    start = time.process_time()
-    done = 0
-    while done < n:
+        op = 0x2A if kind == "write" else 0x28
+        cdb = struct.pack(">BBIBHB", op, 0, lba, 0, 8, 0).ljust(16, b"\0")
+        frames.append((cdb, data if kind == "write" else b""))
+
+    def step() -> object:
         stream = []
         for cdb, payload in frames:
             ini.itt = (ini.itt + 1) & 0xFFFF
@@ -61,7 +61,17 @@ def run(kind: str, n: int) -> float:
             buf[:k] = blob[:k]
             blob = blob[k:]
             conn.advance(k)
-        conn.take_output()
+        return conn.take_output()
+
+    return step
+
+
+def run(kind: str, n: int) -> float:
+    step = batch(kind)
+    start = time.process_time()
+    done = 0
+    while done < n:
+        step()
         done += BATCH
     return (time.process_time() - start) / done * 1e6
 

@@ -74,6 +74,13 @@ class BackingStore(abc.ABC):
     """Whether a buffer from :meth:`staging` is where the store's I/O is submitted from
     and received into, with no copy (so Data-Out placed there counts as placed)."""
 
+    writes_in_place: ClassVar[bool] = False
+    """Whether Data-Out may land in :meth:`view` itself (a write is then no copy at all).
+    Only memory that dies with the process may: a file's mapping is its page cache, which
+    outlives a crash of the target, and a copy or receive into it that the crash cuts short
+    leaves a torn block; a file store writes with ``pwrite(2)`` instead, whose copy into the
+    page cache a dying process cannot cut inside a page (every block whole, old or new)."""
+
     completion_fd: int | None = None
     """A file descriptor that is readable when operations started with :meth:`submit`
     completed (then the loop calls :meth:`reap`); None: the store has no asynchronous

@@ -1,4 +1,10 @@
-"""A sparse-file backing store, memory-mapped with MAP_SHARED.
+"""A sparse-file backing store, memory-mapped with MAP_SHARED for reads, written with pwrite.
+
+Reads are sent from the mapping (no copy). Writes go through ``pwrite(2)`` from the buffer
+the Data-Out landed in: the mapping is the file's page cache, which outlives a crash of the
+target, and a receive or copy into it that a SIGKILL cuts short would leave a torn block,
+whereas the kernel copies a pwrite page by page and a dying process stops it only between
+pages (so each block of a write in flight at a crash is wholly old or wholly new).
 
 Writing through the mapping into a hole of a sparse file on a full disk raises SIGBUS and
 kills the process, so :meth:`FileStore.prepare_write` allocates the range with
@@ -18,6 +24,7 @@ from pathlib import Path
 
 from .base import StoreError
 from .mapped import PAGE, SYNC_LIMIT, MappedStore
+from .ops import StoreOp, StoreOpKind
 
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
@@ -53,6 +60,9 @@ class FileStore(MappedStore):
     """A regular file as a LUN. A missing file is created sparse with ``size`` bytes."""
 
     paged = True
+    places_staging = True
+    """Data-Out lands in a buffer of ours and ``pwrite`` goes from there (no copy of ours;
+    the kernel's copy into the page cache is the one every buffered write pays)."""
 
     def __init__(
         self,
@@ -169,6 +179,27 @@ class FileStore(MappedStore):
         if self.needs_allocation(offset, length):
             self._allocate(offset, length)
             _mark_whole(self._extents, offset, offset + length, self.size)
+
+    def synchronous(self, op: StoreOp) -> bool:
+        """Small reads and writes of resident pages run at once, except a write into a
+        hole (it is allocated on a worker first)."""
+        return super().synchronous(op) and not (
+            op.kind is StoreOpKind.WRITE and self.needs_allocation(op.offset, op.length))
+
+    def write(self, offset: int, data: memoryview | bytes) -> None:
+        """``pwrite(2)`` the data (allocated first: a full disk is DATA PROTECT, SBC-3
+        §4.7.3.6); an I/O error is MEDIUM ERROR / WRITE ERROR."""
+        n = len(data)
+        self.prepare_write(offset, n)
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < n:
+                done += os.pwrite(self._fd, view[done:], offset + done)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _space_error(exc) from exc
+            raise StoreError(f"write failed: {exc}") from exc
 
     def resident(self, offset: int, length: int) -> bool:
         """Whether every page of the range is in memory (mincore(2)): touching it from the

@@ -26,6 +26,9 @@ class MemoryStore(MappedStore):
     grow_needs_quiet = True
     """:meth:`grow` lets go of the view a worker would read through."""
 
+    writes_in_place = True
+    """RAM dies with the process: nothing can see a write a crash cut short."""
+
     def __init__(self, size: int, block_size: int = 512, read_only: bool = False) -> None:
         if block_size <= 0 or size <= 0 or size % block_size:
             raise ValueError(

@@ -108,6 +108,9 @@ class LogicalUnit:
         """SWP of the control mode page (SPC-4 §7.5.8): set by MODE SELECT, the medium is
         write protected for every initiator until cleared."""
         self.memory_addressable = store.memory_addressable
+        self.writes_in_place = store.memory_addressable and store.writes_in_place
+        """Data-Out lands in the store's own memory (RAM); else in a buffer the store
+        writes from (a file: see :attr:`BackingStore.writes_in_place`)."""
         self.thin = type(store).unmap is not BackingStore.unmap
         """The store really deallocates on unmap: advertise thin provisioning (SBC-3 §4.7)."""
         self.write_cache = True

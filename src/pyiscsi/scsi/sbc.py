@@ -136,29 +136,34 @@ def write_handler(decode: LbaCount, protect: bool) -> Handler:
         offset, length = lba * bs, count * bs
         store = lu.store
         sync = (protect and cdb[1] & 0x08) or not lu.write_cache
-        if lu.memory_addressable:
+        plan: DataOutPlan
+        if lu.writes_in_place:
             view = store.view(offset, length)
             if not sync:
                 plan = DataOutPlan(view, length, write_done)
             else:
                 plan = DataOutPlan(view, length, lambda received: flushed(store, offset,
                                                                             length))
-            if store.paged and store.needs_allocation(offset, length):
-                # a hole of a sparse file: allocate off the loop before a byte lands
-                return StoreWork(store, (StoreOp(StoreOpKind.ALLOCATE, offset, length),),
-                                 lambda: plan)
-            store.prepare_write(offset, length)
-            if store.paged and not store.resident(offset, length):
-                return StoreWork(store, (StoreOp(StoreOpKind.FAULT_IN, offset, length),),
-                                 lambda: plan)
+        else:
+            buffer = store.staging(length)
+
+            def staged(received: int) -> StoreWork:
+                return stored(store, offset, buffer[: min(received, length)], bool(sync))
+
+            # placed when the store writes from the staging buffer itself (file, RBD)
+            plan = DataOutPlan(buffer, length, staged, staged=not store.places_staging)
+        if store.paged and store.needs_allocation(offset, length):
+            # a hole of a sparse file: allocated off the loop before a byte arrives, so a
+            # full disk fails the command before its data is sent
+            return StoreWork(store, (StoreOp(StoreOpKind.ALLOCATE, offset, length),),
+                             lambda: plan)
+        if not lu.writes_in_place:
             return plan
-        buffer = store.staging(length)
-
-        def staged(received: int) -> StoreWork:
-            return stored(store, offset, buffer[: min(received, length)], bool(sync))
-
-        # placed when the store submits its I/O from the staging buffer itself (RBD)
-        return DataOutPlan(buffer, length, staged, staged=not store.places_staging)
+        store.prepare_write(offset, length)
+        if store.paged and not store.resident(offset, length):
+            return StoreWork(store, (StoreOp(StoreOpKind.FAULT_IN, offset, length),),
+                             lambda: plan)
+        return plan
 
     return write
 

@@ -85,7 +85,7 @@ def write_and_verify_handler(decode: LbaCount) -> Handler:
         offset, length = lba * bs, count * bs
         store = lu.store
 
-        if not bytchk and lu.memory_addressable:
+        if not bytchk and lu.writes_in_place:
             store.prepare_write(offset, length)
             return DataOutPlan(store.view(offset, length), length,
                                lambda received: flushed(store, offset, length))

@@ -20,6 +20,7 @@ from dataclasses import replace
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Final
 
+from ..backstore.base import StoreError
 from ..logfmt import ConnectionLog
 from ..placement.counters import size_bucket
 from ..placement.table import DataPointerTable
@@ -475,6 +476,14 @@ class TargetConnection:
         if store.paged and ((write and store.needs_allocation(offset, n))
                             or not store.resident(offset, n)):
             return False  # a hole to allocate, pages to fault in: off the loop (general)
+        data = start + BHS_LENGTH
+        if write and not lu.writes_in_place:
+            # pwrite from the staging buffer (a file: see BackingStore.writes_in_place),
+            # before anything is taken: a failure goes the general path, which reports it
+            try:
+                store.write(offset, buf[data:data + n])
+            except StoreError:
+                return False
         # Taken: the CmdSN, the StatSN, the answer (the general path's window is the one
         # before the task ends, then MaxCmdSN slides as its task_done would).
         t0 = perf_counter_ns()
@@ -483,9 +492,9 @@ class TargetConnection:
         self.statsn = (statsn + 1) & 0xFFFFFFFF
         out = self._out
         if write:
-            store.prepare_write(offset, n)
-            data = start + BHS_LENGTH
-            store.view(offset, n)[:] = buf[data:data + n]
+            if lu.writes_in_place:
+                store.prepare_write(offset, n)
+                store.view(offset, n)[:] = buf[data:data + n]
             self.counters.rx_staged_by_size[0 if n < 4096 else 1 if n < 65536 else 2] += n
             out.append(fastcodec.scsi_response_good(itt, statsn, exp, session.maxcmdsn))
         else:

@@ -91,13 +91,18 @@ def store_error(kind: StoreOpKind, ret: int, information: int | None = None) -> 
 Done = Callable[[BaseException | None], None]
 
 
-@dataclass(slots=True)
 class _Pending:
-    op: StoreOp
-    on_done: Done
-    keep: object
-    """What must stay alive until librbd completes (buffers, iovecs, the mismatch word)."""
-    mismatch: ctypes.c_uint64 | None = None
+    """An operation librbd has not completed; ``keep``: what must stay alive until then
+    (buffers, iovecs, the mismatch word)."""
+
+    __slots__ = ("keep", "mismatch", "on_done", "op")
+
+    def __init__(self, op: StoreOp, on_done: Done, keep: object,
+                 mismatch: ctypes.c_uint64 | None = None) -> None:
+        self.op = op
+        self.on_done = on_done
+        self.keep = keep
+        self.mismatch = mismatch
 
 
 class RbdStore(BackingStore):

@@ -1,7 +1,8 @@
 """Minimal reproducers of engine bugs the model oracle found (tests/oracle.py,
 tests/property/test_target_oracle_props.py) on the engine before the admission rework; they
-pass now. The one still marked ``xfail(strict=True)`` is an open reading of RFC 7143 §7.8 (see
-its reason).
+pass now. The last one is RFC 7143 §7.8's reading of a command whose immediate data fails
+its data digest (discarded, its CmdSN not taken, retried by the initiator): the engine used
+to answer it with Reject 0x02 plus CHECK CONDITION and take its CmdSN.
 
 Every scenario is a logged-in session (ImmediateData=Yes, InitialR2T=No as pair.py
 negotiates) on a 1 MiB RAM LUN; the PDUs are spelled out in each test.
@@ -10,8 +11,6 @@ negotiates) on a 1 MiB RAM LUN; the PDUs are spelled out in each test.
 from __future__ import annotations
 
 import struct
-
-import pytest
 
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.framing import frame
@@ -170,11 +169,6 @@ def test_duplicate_itt_among_queued_commands_leaves_nothing_behind() -> None:
     assert window(conn) == depth(conn)
 
 
-@pytest.mark.xfail(strict=True, reason="open question: the engine answers a command whose "
-                   "immediate data fails its digest with Reject 0x02 plus CHECK CONDITION "
-                   "(PROTOCOL SERVICE CRC ERROR) and takes its CmdSN, so it never hangs at "
-                   "ErrorRecoveryLevel 0; this test reads RFC 7143 §7.8 as 'discard the "
-                   "command, the initiator retries it with the same CmdSN'")
 def test_command_with_a_bad_data_digest_is_discarded() -> None:
     """DataDigest=CRC32C. CmdSN n: WRITE(10) ITT 0x10 LBA 0 x1, EDTL 512, F=1, 512 bytes 0xAA
     immediate, the last payload byte flipped after the CRC32C was computed. RFC 7143 §7.8:

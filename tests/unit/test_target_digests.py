@@ -12,7 +12,7 @@ from pyiscsi.proto import digest
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.errors import DigestError
 from pyiscsi.proto.framing import frame
-from pyiscsi.proto.wire import RejectReason
+from pyiscsi.proto.wire import RejectReason, TmfFunction, TmfResponse
 from pyiscsi.scsi.lun import LogicalUnit
 from pyiscsi.target.catalog import Catalog, Target
 from pyiscsi.target.connection import TargetConnection
@@ -277,6 +277,48 @@ def test_a_data_out_that_fails_its_digest_still_fails_the_command(solicited: boo
     assert sense[2 + 2] & 0x0F == 0x0B and sense[2 + 12:2 + 14] == b"\x47\x05"
     assert conn.state.receive.data == 1
     assert b"\x99" not in bytes(lu.store.view(0, 4096))
+    assert_idle(conn)
+
+
+def test_abort_task_of_a_discarded_command_fills_its_cmdsn() -> None:
+    """RFC 7143 §11.5.1 / §11.6.1 b: the discarded command (CmdSN n) was never received.
+    ABORT TASK (immediate, CmdSN n+2) naming its ITT with RefCmdSN n (in the window, below
+    the TMF's CmdSN) is 'Function complete' and the target considers CmdSN n received: the
+    command held behind the hole (CmdSN n+1) runs, and a late retry of the aborted command
+    (CmdSN n, now a duplicate) is ignored (§3.2.2.1), its data never landing."""
+    conn, ini = setup()
+    lu = conn.catalog.targets[TARGET].luns[0]
+    n = ini.cmdsn
+    bad = command(ini, write10(0, 1), 512, b"\x11" * 512, write=True, corrupt=True)
+    ((reject, _),) = ddrain(conn)
+    assert isinstance(reject, P.Reject)
+    held = command(ini, write10(8, 1), 512, b"\x22" * 512, write=True)  # CmdSN n+1
+    assert ddrain(conn) == []
+    tmf = P.TaskMgmtRequest(itt=ini.next_itt(), function=TmfFunction.ABORT_TASK,
+                            referenced_tag=bad.itt, refcmdsn=n, cmdsn=ini.cmdsn,
+                            immediate=True)
+    feed(conn, dwire(tmf))
+    replies = ddrain(conn)
+    assert [(type(p), p.itt) for p, _ in replies] == [(P.TaskMgmtResponse, tmf.itt),
+                                                       (P.ScsiResponse, held.itt)]
+    answer = replies[0][0]
+    assert isinstance(answer, P.TaskMgmtResponse)
+    assert answer.response == TmfResponse.FUNCTION_COMPLETE
+    assert replies[1][0].status == 0  # type: ignore[attr-defined]
+    assert sent(conn)[0] == n + 2
+    feed(conn, dwire(bad, b"\x11" * 512))  # a late retry: outside the window now
+    assert ddrain(conn) == []
+    assert bytes(lu.store.view(0, 512)) == bytes(512)
+    assert bytes(lu.store.view(8 * 512, 512)) == b"\x22" * 512
+    assert_idle(conn)
+    # Asked again, the command's CmdSN is below the window: the task does not exist.
+    again = P.TaskMgmtRequest(itt=ini.next_itt(), function=TmfFunction.ABORT_TASK,
+                              referenced_tag=bad.itt, refcmdsn=n, cmdsn=ini.cmdsn,
+                              immediate=True)
+    feed(conn, dwire(again))
+    ((answer, _),) = ddrain(conn)
+    assert isinstance(answer, P.TaskMgmtResponse)
+    assert answer.response == TmfResponse.TASK_DOES_NOT_EXIST
     assert_idle(conn)
 
 

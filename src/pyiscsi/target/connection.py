@@ -142,9 +142,10 @@ class TargetConnection:
         self.target: Target | None = None
         self.cid = 0
         self.statsn = 0
-        self._held: dict[int, Callable[[], None] | None] = {}
-        """Requests held behind a CmdSN gap, by CmdSN: what runs when it is reached (None:
-        a refused command whose CmdSN is only taken)."""
+        self._held: dict[int, Callable[[], None] | tuple[P.ScsiCommand, ScsiResult] | None] = {}
+        """Requests held behind a CmdSN gap, by CmdSN: what runs when it is reached; a
+        refused command and the answer it gets then (it has no task: an ABORT TASK finds it
+        here, :meth:`consider_received`); None: a CmdSN only taken."""
         self._admitted: tuple[Task | None, ScsiResult | None] | None = None
         """The admission decision about the SCSI Command being received (made at its
         header, or once its immediate data passed its data digest): its task, or the SCSI
@@ -438,7 +439,7 @@ class TargetConnection:
             if refusal is not None:
                 self._admitted = (None, refusal)
         elif refusal is not None:
-            self._held[cmd.cmdsn] = lambda: self._respond_refusal(cmd, refusal)
+            self._held[cmd.cmdsn] = (cmd, refusal)
         else:
             self._held[cmd.cmdsn] = None
 
@@ -926,9 +927,27 @@ class TargetConnection:
             run = self._held.pop(session.expcmdsn)
             verdict = session.admit(session.expcmdsn, False)
             assert verdict is Admission.NOW
-            if run is not None:
+            if isinstance(run, tuple):
+                self._respond_refusal(*run)
+            elif run is not None:
                 run()
             session.slide()
+
+    def consider_received(self, cmdsn: int, itt: int) -> None:
+        """ABORT TASK (ITT ``itt``, RefCmdSN ``cmdsn``) of a command with no task here, its
+        CmdSN in the window (RFC 7143 §11.5.1, §11.6.1 b): 'consider the CmdSN as
+        received'. It is taken with no task when the window reaches it: at once when it is
+        ExpCmdSN (:meth:`_ordered` runs what is held after the TMF), else once the gap
+        before it closes. Commands held behind it then run, and the command itself,
+        should it still arrive (one discarded for a data digest error and retried, §7.8),
+        is a duplicate and ignored (§3.2.2.1).
+
+        A command received but refused, held behind a gap with its CHECK CONDITION, is
+        that task: it is aborted, so that answer is never sent (§11.5.1: no response for
+        an aborted task after the TMF response). Anything else held at that CmdSN stays."""
+        held = self._held.get(cmdsn)
+        if cmdsn not in self._held or (isinstance(held, tuple) and held[0].itt == itt):
+            self._held[cmdsn] = None
 
     def _ordered(self, pdu: P.Pdu, data: bytes | None, rule: OpcodeRule) -> None:
         """CmdSN ordering for requests other than SCSI commands (RFC 7143 §3.2.2.1)."""

@@ -1,7 +1,8 @@
 """Minimal reproducers of engine bugs the model oracle found (tests/oracle.py,
 tests/property/test_target_oracle_props.py) on the engine before the admission rework; they
-pass now. The one still marked ``xfail(strict=True)`` is an open reading of RFC 7143 §7.8 (see
-its reason).
+pass now. The last one is RFC 7143 §7.8's reading of a command whose immediate data fails
+its data digest (discarded, its CmdSN not taken, retried by the initiator): the engine used
+to answer it with Reject 0x02 plus CHECK CONDITION and take its CmdSN.
 
 Every scenario is a logged-in session (ImmediateData=Yes, InitialR2T=No as pair.py
 negotiates) on a 1 MiB RAM LUN; the PDUs are spelled out in each test.
@@ -10,8 +11,6 @@ negotiates) on a 1 MiB RAM LUN; the PDUs are spelled out in each test.
 from __future__ import annotations
 
 import struct
-
-import pytest
 
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.framing import frame
@@ -150,6 +149,31 @@ def test_abort_of_a_command_queued_behind_a_gap_really_aborts_it() -> None:
     assert window(conn) == depth(conn)
 
 
+def test_abort_of_a_refused_command_queued_behind_a_gap_sends_no_answer() -> None:
+    """CmdSN n is missing (a gap). CmdSN n+1: WRITE(10) ITT 0x11 LBA 8 x1, EDTL 512, 513
+    bytes of immediate data: refused (TOO MUCH WRITE DATA), its CHECK CONDITION held until
+    the gap closes; it has no task. ABORT TASK (immediate) RefTaskTag 0x11 RefCmdSN n+1 ->
+    'function complete'. NOP-Out CmdSN n plugs the gap: the aborted command's CHECK
+    CONDITION must not follow the TMF response (RFC 7143 §11.5.1). Found by the oracle
+    once commands discarded for a data digest error left gaps."""
+    conn, ini, _ = setup()
+    n = ini.cmdsn
+    feed(conn, wire(P.ScsiCommand(itt=0x11, cdb=write10(8, 1), expected_length=512,
+                                  cmdsn=n + 1, write=True, data_length=513), b"\xaa" * 513))
+    feed(conn, wire(P.TaskMgmtRequest(itt=0x20, function=TmfFunction.ABORT_TASK,
+                                      referenced_tag=0x11, cmdsn=n + 2, refcmdsn=n + 1,
+                                      immediate=True)))
+    replies = drain(conn)
+    assert [type(r.pdu) for r in replies] == [P.TaskMgmtResponse]
+    assert replies[0].pdu.response == TmfResponse.FUNCTION_COMPLETE  # type: ignore[attr-defined]
+    feed(conn, wire(P.NopOut(itt=0x21, cmdsn=n, immediate=False)))
+    later = drain(conn)
+    assert [(type(r.pdu), r.pdu.itt) for r in later] == [(P.NopIn, 0x21)]
+    assert not conn.tasks and len(conn.table) == 0
+    assert conn.session is not None and conn.session.expcmdsn == n + 2
+    assert window(conn) == depth(conn)
+
+
 def test_duplicate_itt_among_queued_commands_leaves_nothing_behind() -> None:
     """CmdSN n missing (a gap). CmdSN n+1: WRITE(10) ITT 0x11 LBA 8 x1, no data (held). CmdSN
     n+2: TEST UNIT READY reusing ITT 0x11 -> Reject 0x07, its CmdSN taken when the gap closes.
@@ -170,11 +194,6 @@ def test_duplicate_itt_among_queued_commands_leaves_nothing_behind() -> None:
     assert window(conn) == depth(conn)
 
 
-@pytest.mark.xfail(strict=True, reason="open question: the engine answers a command whose "
-                   "immediate data fails its digest with Reject 0x02 plus CHECK CONDITION "
-                   "(PROTOCOL SERVICE CRC ERROR) and takes its CmdSN, so it never hangs at "
-                   "ErrorRecoveryLevel 0; this test reads RFC 7143 §7.8 as 'discard the "
-                   "command, the initiator retries it with the same CmdSN'")
 def test_command_with_a_bad_data_digest_is_discarded() -> None:
     """DataDigest=CRC32C. CmdSN n: WRITE(10) ITT 0x10 LBA 0 x1, EDTL 512, F=1, 512 bytes 0xAA
     immediate, the last payload byte flipped after the CRC32C was computed. RFC 7143 §7.8:

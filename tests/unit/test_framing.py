@@ -8,8 +8,13 @@ from hypothesis import strategies as st
 
 from pyiscsi.placement.counters import CopyCounters
 from pyiscsi.proto import pdu as P
-from pyiscsi.proto.errors import DigestError, PduRejected, RemoteProtocolError
-from pyiscsi.proto.framing import DISCARD, PduReceived, Receiver, Route, frame
+from pyiscsi.proto.errors import (
+    DigestError,
+    LocalProtocolError,
+    PduRejected,
+    RemoteProtocolError,
+)
+from pyiscsi.proto.framing import DISCARD, VERIFY_FIRST, PduReceived, Receiver, Route, frame
 from pyiscsi.proto.wire import RejectReason
 
 
@@ -271,3 +276,83 @@ def test_opening_ends_after_its_budget_of_reads() -> None:
         rx.advance(n)
     assert rx.opening == 0
     assert reads == 5  # four exact 48-byte reads, then the other six headers in one
+
+
+class LateRouter(Router):
+    """Postpones the routing of Data-Out payloads (VERIFY_FIRST) and records every late
+    decision; ``late`` says what :meth:`decide` answers then, by TTT."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decided: list[int] = []
+        self.late: dict[int, str] = {}
+
+    def route(self, pdu: P.Pdu, header: bytes, ahs: bytes) -> Route:
+        return VERIFY_FIRST if isinstance(pdu, P.DataOut) else None
+
+    def decide(self, pdu: P.Pdu, header: bytes, ahs: bytes) -> Route:
+        assert isinstance(pdu, P.DataOut)
+        self.decided.append(pdu.ttt)
+        how = self.late.get(pdu.ttt, "place")
+        if how == "reject":
+            raise PduRejected(RejectReason.INVALID_PDU_FIELD, "refused late")
+        if how == "discard":
+            return DISCARD
+        if how == "control":
+            return None
+        return super().route(pdu, header, ahs)
+
+
+@pytest.mark.parametrize("digests", [True, False])
+@pytest.mark.parametrize("chunk", [1 << 20, 7, 1000])
+def test_verify_first_routes_a_payload_only_once_it_passed_its_digest(digests: bool,
+                                                                      chunk: int) -> None:
+    """VERIFY_FIRST: the payload lands in scratch and the router's late decision
+    (``route_verified``) comes only once the data digest has matched; a payload that fails
+    it is rejected (0x02) without the late decision ever being asked, and its bytes reach
+    no destination. Placed, control, discarded and refused late answers each do what they
+    do at header time. Without a data digest the late decision comes once the payload is
+    whole."""
+    counters = CopyCounters()
+    router = LateRouter()
+    router.late = {2: "reject", 3: "discard", 4: "control"}
+    rx = Receiver(router, counters=counters, max_data_length=1 << 20,
+                  route_verified=router.decide)
+    rx.data_digest = rx.header_digest = digests
+    payload = bytes(range(200)) * 50  # 10000 bytes: the tail of it is received directly
+
+    def pdu(ttt: int, offset: int, spoil: bool = False) -> bytes:
+        raw = bytearray(wire(P.DataOut(itt=1, ttt=ttt, buffer_offset=offset,
+                                       data_length=len(payload)), payload,
+                             header_digest=digests, data_digest=digests))
+        if spoil:
+            raw[-1] ^= 0x80  # the data digest
+        return bytes(raw)
+
+    stream = (pdu(1, 0) + (pdu(1, 20000, spoil=True) if digests else b"")
+              + pdu(2, 40000) + pdu(3, 60000) + pdu(4, 80000))
+    events = run(rx, stream, chunk)
+    if digests:
+        good, bad, refused, dropped, control = events
+        assert bad.rejected is not None
+        assert bad.rejected.reason == RejectReason.DATA_DIGEST_ERROR
+        assert router.memory[20000:30000] == bytes(10000)
+    else:
+        good, refused, dropped, control = events
+    assert router.decided == [1, 2, 3, 4]  # never for the PDU that failed its digest
+    assert good.rejected is None and (good.placed, good.staged) == (0, len(payload))
+    assert router.memory[:10000] == payload
+    assert refused.rejected is not None
+    assert refused.rejected.reason == RejectReason.INVALID_PDU_FIELD
+    assert refused.rejected.header == refused.header  # the BHS, for the Reject
+    assert dropped.rejected is None and dropped.data is None
+    assert control.rejected is None and control.data == payload
+    assert router.memory[40000:] == bytes(len(router.memory) - 40000)
+    assert counters.rx_staged == len(payload)
+    assert counters.rx_discarded == len(payload) * (3 if digests else 2)  # bad, refused, dropped
+
+
+def test_verify_first_needs_a_late_router() -> None:
+    rx = Receiver(LateRouter())
+    with pytest.raises(LocalProtocolError):
+        rx.feed(data_out(0, b"x" * 100))

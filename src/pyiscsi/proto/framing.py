@@ -11,9 +11,12 @@ once and counted as staged.
 
 The router (the connection engine) decides each payload's destination at header time:
 a memoryview (placed), ``None`` (a control payload such as login text, collected into a
-fresh buffer and handed over in the event), or :data:`DISCARD` (drained into a scratch
-sink). A router that raises :class:`PduRejected` gets the payload drained into the sink and
-the rejection reported in the event, so the connection can answer with a Reject PDU.
+fresh buffer and handed over in the event), :data:`DISCARD` (drained into a scratch
+sink), or :data:`VERIFY_FIRST` (decide once the payload is whole and its data digest
+verified: :attr:`Receiver.route_verified` is then asked, and a payload that fails its
+digest is never routed at all). A router that raises :class:`PduRejected` gets the payload
+drained into the sink and the rejection reported in the event, so the connection can answer
+with a Reject PDU.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Final, Protocol
 
 from ..placement.counters import CopyCounters
 from . import digest
-from .errors import DigestError, PduRejected, RemoteProtocolError
+from .errors import DigestError, LocalProtocolError, PduRejected, RemoteProtocolError
 from .pdu import Pdu, decode_bhs, padded
 from .wire import BHS_LENGTH, DIGEST_LENGTH, RejectReason
 
@@ -36,8 +39,23 @@ class _Discard:
         return "DISCARD"
 
 
+class _VerifyFirst:
+    """Sentinel: route this payload only once it is whole and its data digest verified."""
+
+    def __repr__(self) -> str:
+        return "VERIFY_FIRST"
+
+
 DISCARD: Final = _Discard()
-Route = memoryview | _Discard | None
+VERIFY_FIRST: Final = _VerifyFirst()
+"""A header-time answer that postpones the routing decision until the payload has arrived
+(into the receiver's scratch area) and passed its data digest, if one is in use: then
+:attr:`Receiver.route_verified` decides (placed, control, DISCARD or a
+:class:`PduRejected`). A PDU whose payload fails its digest is rejected
+(:attr:`RejectReason.DATA_DIGEST_ERROR`) without ever being routed: RFC 7143 §7.8 has
+such a PDU discarded, and a router whose routing has side effects (the target admitting a
+SCSI Command with immediate data: a task, its CmdSN, a table entry) must not run for it."""
+Route = memoryview | _Discard | _VerifyFirst | None
 
 
 class PayloadRouter(Protocol):
@@ -88,6 +106,10 @@ FastCommand = Callable[[memoryview, int, int], bool]
 Command without AHS whose whole PDU (header, data, pad) sits in the staging area; answers
 True when it took the command whole (the bytes are then skipped), False (having changed
 nothing) to leave it to the general path."""
+VerifiedRoute = Callable[[Pdu, bytes, bytes], Route]
+"""Called with (PDU, BHS, AHS) for a PDU the router answered :data:`VERIFY_FIRST`, once its
+payload is whole and verified; answers where the payload goes (the payload is then copied
+there from scratch; not :data:`VERIFY_FIRST` again) or raises :class:`PduRejected`."""
 HeaderScreen = Callable[[int, int, int], None]
 """Called with (opcode, TotalAHSLength in bytes, DataSegmentLength) as soon as a BHS's first
 48 bytes are in, before any AHS, digest or data is waited for; raises
@@ -112,8 +134,11 @@ class Receiver:
                  sink_size: int = 65536, counters: CopyCounters | None = None,
                  errors: ReceiveErrors | None = None,
                  on_pdu: Callable[[PduReceived], None] | None = None,
-                 screen: HeaderScreen | None = None) -> None:
+                 screen: HeaderScreen | None = None,
+                 route_verified: VerifiedRoute | None = None) -> None:
         self.router = router
+        self.route_verified = route_verified
+        """Routes a payload the router postponed with :data:`VERIFY_FIRST`."""
         self.screen = screen
         """Checks a header's opcode and lengths from the BHS alone (see :data:`HeaderScreen`)."""
         self.screen_every_header = True
@@ -170,6 +195,8 @@ class Receiver:
         self._final_dest: memoryview | None = None
         self._control: bytearray | None = None
         self._discard = False
+        self._verify_first = False
+        """The router postponed the current payload's routing (:data:`VERIFY_FIRST`)."""
         self._rejected: PduRejected | None = None
         self._placed = 0
         self._staged = 0
@@ -339,7 +366,7 @@ class Receiver:
         self._pos = self._placed = self._staged = 0
         self._dest = self._final_dest = None
         self._control = None
-        self._discard = False
+        self._discard = self._verify_first = False
         self._rejected = None
         self._pdu = None
         self._tail = padded(length) - length
@@ -355,6 +382,14 @@ class Receiver:
                 exc.header = header
             self._rejected = exc
             route = DISCARD
+        if isinstance(route, _VerifyFirst):
+            # Received whole into scratch; routed in _finish once verified.
+            self._verify_first = True
+            if length:
+                if len(self._scratch) < length:
+                    self._scratch = bytearray(length)
+                self._dest = memoryview(self._scratch)[:length]
+            return
         if not length:
             return
         if route is None:
@@ -381,11 +416,14 @@ class Receiver:
             assert self._dest is not None
             if not digest.verify(tail[-DIGEST_LENGTH:], self._dest[:length],
                                  tail[:-DIGEST_LENGTH]):
-                # RFC 7143 §7.8: Reject with reason 0x02; the command is then failed.
+                # RFC 7143 §7.8: Reject with reason 0x02 and discard the PDU (what follows
+                # for its task is the engine's matter).
                 self.errors.data += 1
                 self._rejected = PduRejected(RejectReason.DATA_DIGEST_ERROR,
                                              "data digest mismatch", self._header)
                 self._final_dest = None
+        if self._verify_first and self._rejected is None:
+            self._route_verified()
         if self._final_dest is not None:
             assert self._dest is not None
             self._final_dest[:] = self._dest[:length]
@@ -413,6 +451,32 @@ class Receiver:
             self.on_pdu(event)
         else:
             self._events.append(event)
+
+    def _route_verified(self) -> None:
+        """The payload of a PDU routed :data:`VERIFY_FIRST` is whole in scratch and has
+        passed its digest: ask :attr:`route_verified` where it goes."""
+        length = self._length
+        decide = self.route_verified
+        if decide is None:
+            raise LocalProtocolError("VERIFY_FIRST without a route_verified callback")
+        assert self._pdu is not None  # a BHS that did not decode was never routed
+        try:
+            route = decide(self._pdu, self._header, self._ahs)
+        except PduRejected as exc:
+            if not exc.header:
+                exc.header = self._header
+            self._rejected = exc
+            return
+        if route is None:
+            self._control = bytearray(self._scratch[:length]) if length else None
+        elif isinstance(route, _Discard):
+            self._discard = True
+        elif isinstance(route, _VerifyFirst):
+            raise LocalProtocolError("route_verified answered VERIFY_FIRST")
+        elif len(route) != length:
+            raise RemoteProtocolError("router returned a destination of the wrong size")
+        elif length:
+            self._final_dest = route
 
 
 def frame(header: bytes, payload: bytes | bytearray | memoryview | None = None, *,

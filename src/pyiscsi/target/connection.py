@@ -27,7 +27,7 @@ from ..placement.table import DataPointerTable
 from ..proto import fastcodec
 from ..proto import pdu as P
 from ..proto.errors import LoginFailed, PduRejected, RemoteProtocolError
-from ..proto.framing import DISCARD, PduReceived, Receiver, Route, frame
+from ..proto.framing import DISCARD, VERIFY_FIRST, PduReceived, Receiver, Route, frame
 from ..proto.login import TargetLogin
 from ..proto.serial import sn_add
 from ..proto.wire import (
@@ -132,7 +132,8 @@ class TargetConnection:
         self._task_sets = TaskSets(self._run_task, self._resume_task)
         self.receiver = Receiver(self, max_data_length=_LOGIN_DATA_LIMIT,
                                  on_pdu=self._on_pdu, screen=self._screen,
-                                 counters=self.counters, errors=self.state.receive)
+                                 counters=self.counters, errors=self.state.receive,
+                                 route_verified=self._route_verified)
         self.phase = Phase.LOGIN
         self._rules = LOGIN_RULES
         """The opcode rules legal in the current phase, by PDU class."""
@@ -141,12 +142,14 @@ class TargetConnection:
         self.target: Target | None = None
         self.cid = 0
         self.statsn = 0
-        self._held: dict[int, Callable[[], None] | None] = {}
-        """Requests held behind a CmdSN gap, by CmdSN: what runs when it is reached (None:
-        a refused command whose CmdSN is only taken)."""
+        self._held: dict[int, Callable[[], None] | tuple[P.ScsiCommand, ScsiResult] | None] = {}
+        """Requests held behind a CmdSN gap, by CmdSN: what runs when it is reached; a
+        refused command and the answer it gets then (it has no task: an ABORT TASK finds it
+        here, :meth:`consider_received`); None: a CmdSN only taken."""
         self._admitted: tuple[Task | None, ScsiResult | None] | None = None
-        """The header-time decision about the SCSI Command being received: its task, or the
-        SCSI answer it gets once whole."""
+        """The admission decision about the SCSI Command being received (made at its
+        header, or once its immediate data passed its data digest): its task, or the SCSI
+        answer it gets once whole."""
         self._out: list[Buffer] = []
         self._tx_payload = [0, 0, 0]  # store payload bytes to send, by counters.SIZE_BUCKETS
         self._login = TargetLogin(login_config(catalog, local))
@@ -327,6 +330,28 @@ class TargetConnection:
         return self.transfers.route_data_out(pdu)
 
     def _route_command(self, cmd: P.ScsiCommand, ahs: bytes) -> Route:
+        """A SCSI Command's header is in: admit it now (:meth:`_admit`), or, when it
+        carries immediate data under DataDigest=CRC32C, once that data has passed its
+        digest (:data:`~pyiscsi.proto.framing.VERIFY_FIRST`, then :meth:`_route_verified`).
+
+        RFC 7143 §7.8: a command PDU whose immediate data fails its data digest is
+        answered with a Reject (reason 0x02) and discarded like a non-data PDU; its data
+        is recovered when the initiator retries the command (§7.2.1: same ITT, same
+        CmdSN). Admitting it at header time would start a task, take its CmdSN and bind
+        its unsolicited entry, none of which a discarded command may leave behind, so the
+        decision waits for the digest. (The payload is staged and copied once with a data
+        digest anyway: the wait costs no copy.)"""
+        if cmd.data_length and self.receiver.data_digest:
+            return VERIFY_FIRST
+        return self._admit(cmd, ahs)
+
+    def _route_verified(self, pdu: P.Pdu, header: bytes, ahs: bytes) -> Route:
+        """A SCSI Command's immediate data passed its data digest: admit it now."""
+        if self.phase is not Phase.FULL_FEATURE or not isinstance(pdu, P.ScsiCommand):
+            return DISCARD
+        return self._admit(pdu, ahs)
+
+    def _admit(self, cmd: P.ScsiCommand, ahs: bytes) -> Route:
         """Admission, all or nothing (RFC 7143 §3.2.2.1, §11.3): every field is checked
         before the command takes its CmdSN, a table entry or a task.
 
@@ -414,7 +439,7 @@ class TargetConnection:
             if refusal is not None:
                 self._admitted = (None, refusal)
         elif refusal is not None:
-            self._held[cmd.cmdsn] = lambda: self._respond_refusal(cmd, refusal)
+            self._held[cmd.cmdsn] = (cmd, refusal)
         else:
             self._held[cmd.cmdsn] = None
 
@@ -839,20 +864,21 @@ class TargetConnection:
             rule.handler(self, pdu, event.data)
 
     def _after_refusal(self, pdu: P.Pdu | None, reason: RejectReason) -> None:
-        """A PDU was rejected. A Data-Out whose burst is drained still ends that burst with
-        its F bit. A data digest error (RFC 7143 §7.8, ERL 0) fails the task it was for:
-        its bytes never reached the store, and the task ends in CHECK CONDITION once its
-        bursts are drained."""
+        """A PDU was rejected.
+
+        A SCSI Command is rejected before admission or by it, never after: its immediate
+        data is verified before it is admitted (:meth:`_route_command`), so there is no
+        task, table entry or staging of it to undo. One whose immediate data failed its
+        data digest was discarded whole, its CmdSN not taken (RFC 7143 §7.8: the non-data
+        PDU rule; the initiator retries it, §7.2.1); one that admission refused may have
+        taken its CmdSN, and what was held behind it runs.
+
+        A Data-Out whose burst is drained still ends that burst with its F bit. A data
+        digest error on a Data-Out (RFC 7143 §7.8, ERL 0) fails the task it was for: its
+        bytes never reached the store, and the task ends in CHECK CONDITION (PROTOCOL
+        SERVICE CRC ERROR) once its bursts are drained."""
         if isinstance(pdu, P.ScsiCommand):
-            admitted, self._admitted = self._admitted, None
-            if admitted is not None:
-                task, refusal = admitted
-                if task is not None:
-                    self.transfers.fail(task, _CRC_ERROR)
-                    self.transfers.landed(task, 0, pdu.data_length, pdu.final)
-                    self._progress(task)
-                elif refusal is not None:
-                    self._respond_refusal(pdu, refusal)
+            assert self._admitted is None, "a rejected command was admitted"
             self._run_held()
             return
         if not isinstance(pdu, P.DataOut):
@@ -901,9 +927,27 @@ class TargetConnection:
             run = self._held.pop(session.expcmdsn)
             verdict = session.admit(session.expcmdsn, False)
             assert verdict is Admission.NOW
-            if run is not None:
+            if isinstance(run, tuple):
+                self._respond_refusal(*run)
+            elif run is not None:
                 run()
             session.slide()
+
+    def consider_received(self, cmdsn: int, itt: int) -> None:
+        """ABORT TASK (ITT ``itt``, RefCmdSN ``cmdsn``) of a command with no task here, its
+        CmdSN in the window (RFC 7143 §11.5.1, §11.6.1 b): 'consider the CmdSN as
+        received'. It is taken with no task when the window reaches it: at once when it is
+        ExpCmdSN (:meth:`_ordered` runs what is held after the TMF), else once the gap
+        before it closes. Commands held behind it then run, and the command itself,
+        should it still arrive (one discarded for a data digest error and retried, §7.8),
+        is a duplicate and ignored (§3.2.2.1).
+
+        A command received but refused, held behind a gap with its CHECK CONDITION, is
+        that task: it is aborted, so that answer is never sent (§11.5.1: no response for
+        an aborted task after the TMF response). Anything else held at that CmdSN stays."""
+        held = self._held.get(cmdsn)
+        if cmdsn not in self._held or (isinstance(held, tuple) and held[0].itt == itt):
+            self._held[cmdsn] = None
 
     def _ordered(self, pdu: P.Pdu, data: bytes | None, rule: OpcodeRule) -> None:
         """CmdSN ordering for requests other than SCSI commands (RFC 7143 §3.2.2.1)."""

@@ -41,14 +41,23 @@ Handler = Callable[["TargetConnection", P.TaskMgmtRequest, Fence], TmfResponse]
 
 
 def abort_task(conn: TargetConnection, pdu: P.TaskMgmtRequest, fence: Fence) -> TmfResponse:
-    """ABORT TASK (§11.5.1): the referenced task ends without a response; one not yet
-    received counts as aborted (§11.6.1 b)."""
+    """ABORT TASK (RFC 7143 §11.5.1): the referenced task ends without a response.
+
+    A task that is not with the target is found by its RefCmdSN (§11.5.1). One not yet
+    received (RefCmdSN in the window, before the TMF's own CmdSN; §11.6.1 b) counts as
+    aborted: 'Function complete', and its CmdSN is considered received
+    (:meth:`TargetConnection.consider_received`), so the commands after it are not held
+    forever behind a command the initiator will never send again (one discarded for a
+    data digest error, §7.8, say); a refused command held behind a gap is aborted there
+    too, its CHECK CONDITION never sent. Otherwise: 'Task does not exist' (§11.6.1 c)."""
     task = conn.tasks.get(pdu.referenced_tag)
     if task is not None:
         conn.abort(task, fence.tasks)
         return TmfResponse.FUNCTION_COMPLETE
-    return (TmfResponse.FUNCTION_COMPLETE if _not_yet_received(conn, pdu)
-            else TmfResponse.TASK_DOES_NOT_EXIST)
+    if _not_yet_received(conn, pdu):
+        conn.consider_received(pdu.refcmdsn, pdu.referenced_tag)
+        return TmfResponse.FUNCTION_COMPLETE
+    return TmfResponse.TASK_DOES_NOT_EXIST
 
 
 def abort_task_set(conn: TargetConnection, pdu: P.TaskMgmtRequest,

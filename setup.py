@@ -18,6 +18,7 @@ compiled one).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 from setuptools import setup
@@ -107,6 +108,10 @@ def ext_modules() -> list[object]:
     from mypyc.build import mypycify
 
     here = os.path.dirname(os.path.abspath(__file__))
+    # pip builds in the source tree: extension modules left in build/lib by an earlier build
+    # with a longer COMPILED list would be installed too, and fail at import (their code is
+    # not in this build's shared library); build/ is only a cache, start it afresh
+    shutil.rmtree(os.path.join(here, "build"), ignore_errors=True)
     paths = [os.path.join("src", "pyiscsi", m) for m in COMPILED]
     cwd = os.getcwd()
     os.chdir(here)   # mypy reads pyproject's [tool.mypy]; module names come from src/

@@ -202,13 +202,15 @@ class RbdStore(BackingStore):
 
     def reap(self) -> None:
         self.image.drain_event_fd()
-        done = self.image.poll()
+        done = self.image.poll()  # librbd posts only completions that are complete
+        polled = len(done)
         while self._called_back:
             done.append(self._called_back.popleft())
-        for comp in done:
+        for i, comp in enumerate(done):
             # only ours, and only once: a completion reported twice (callback and eventfd)
             # must not release it twice nor finish a later one that reuses its address
-            if comp not in self._pending or not self.image.is_complete(comp):
+            if comp not in self._pending or (i >= polled
+                                             and not self.image.is_complete(comp)):
                 continue
             entry = self._pending.pop(comp)
             ret = self.image.result(comp)

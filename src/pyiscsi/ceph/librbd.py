@@ -128,8 +128,8 @@ class Stat:
 def address(buffer: memoryview | bytes) -> tuple[int, object]:
     """The address of ``buffer``'s bytes (no copy) and the object that keeps it exported."""
     if isinstance(buffer, memoryview) and not buffer.readonly:
-        array = (ctypes.c_char * len(buffer)).from_buffer(buffer)
-        return ctypes.addressof(array), array
+        first = ctypes.c_char.from_buffer(buffer)  # exports the whole buffer, as an array would
+        return ctypes.addressof(first), first
     data = bytes(buffer) if not isinstance(buffer, bytes) else buffer
     pointer = ctypes.c_char_p(data)
     return ctypes.cast(pointer, c_void_p).value or 0, (pointer, data)
@@ -155,6 +155,9 @@ class Image:
             self.close()
             raise
         self._events = (c_void_p * 64)()
+        self._comp = c_void_p()
+        self._comp_ref = ctypes.byref(self._comp)
+        """Where ``rbd_aio_create_completion`` writes (aio is submitted from one thread)."""
 
     def stat(self) -> Stat:
         info = ImageInfo()
@@ -214,11 +217,10 @@ class Image:
     def completion(self, callback: Any = None) -> int:
         """A completion reported on the eventfd (``callback``: a :data:`CALLBACK` instead,
         for calls librbd does not report there)."""
-        comp = c_void_p()
         cb = ctypes.cast(callback, c_void_p) if callback is not None else None
         check("rbd_aio_create_completion",
-              self.lib.rbd_aio_create_completion(None, cb, ctypes.byref(comp)))
-        return comp.value or 0
+              self.lib.rbd_aio_create_completion(None, cb, self._comp_ref))
+        return self._comp.value or 0
 
     def _submitted(self, call: str, comp: int, ret: int) -> int:
         if ret < 0:

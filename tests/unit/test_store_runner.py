@@ -119,3 +119,40 @@ def test_asynchronous_store_first_failure_ends_the_request() -> None:
     [(token, error)] = _run_async(store, ops)
     assert token == 7 and isinstance(error, StoreError)
     assert store.submitted == [StoreOpKind.WRITE]  # the flush after it never started
+
+
+def test_completion_fd_stays_watched_between_requests_until_released() -> None:
+    """One add_reader for a store's life, not an add/remove pair per busy spell (each an
+    epoll_ctl pair); release() ends the watch before the store closes its fd."""
+    store = EventFdStore()
+    calls: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        add, remove = loop.add_reader, loop.remove_reader
+        loop.add_reader = lambda fd, cb, *a: (calls.append("add"), add(fd, cb, *a))[1]  # type: ignore[method-assign]
+        loop.remove_reader = lambda fd: (calls.append("remove"), remove(fd))[1]  # type: ignore[method-assign]
+        runner = StoreRunner(loop, workers=1)
+
+        async def one(token: int) -> None:
+            done: list[int] = []
+            runner.submit(StoreRequest(token, store, (StoreOp(StoreOpKind.FLUSH, 0, 0),), 0),
+                          lambda t, e: done.append(t))
+            for _ in range(300):
+                if done:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError("no completion")
+
+        await one(1)
+        assert not runner.uses(store)
+        await one(2)
+        assert calls == ["add"]
+        runner.release(store)
+        assert calls == ["add", "remove"]
+        await one(3)  # watched again after a release
+        runner.release_all()
+        assert calls == ["add", "remove", "add", "remove"]
+        runner.close()
+
+    asyncio.run(main())

@@ -216,6 +216,8 @@ class Reloader:
         while runner is not None and runner.uses(lu.store):
             await asyncio.sleep(0.02)
         store = lu.store
+        if runner is not None:
+            runner.release(store)  # its completion fd is closed with it
 
         def close() -> None:
             try:

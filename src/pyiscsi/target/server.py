@@ -125,6 +125,7 @@ class TargetServer:
         if self.store_runner is not None:
             # store work still running finishes before the stores are flushed and closed
             await asyncio.get_running_loop().run_in_executor(None, self.store_runner.close)
+            self.store_runner.release_all()  # before the stores close their completion fds
         if self.event_links is not None:
             self.event_links.close()
             self.event_links = None

@@ -5,9 +5,10 @@ Requests come from the sans-IO engines' outboxes. Each runs its operations in or
 worker thread (``BackingStore.perform``); the completion goes back to the loop with
 ``call_soon_threadsafe`` and from there to the engine. A store with its own asynchronous
 submission (Ceph RBD: ``rbd_aio_*`` and an eventfd) gets its operations submitted from the
-loop instead, its completion fd watched with ``add_reader`` while it has requests: no
-thread hop, no lock. Operations and payload bytes in
-flight are bounded; requests past the bound wait their turn, first come first served.
+loop instead, its completion fd watched with ``add_reader`` from its first request until
+:meth:`StoreRunner.release` (before the store closes): no thread hop, no lock. Operations
+and payload bytes in flight are bounded; requests past the bound wait their turn, first
+come first served.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class StoreRunner:
                              lambda err: self._chain(request, done, index + 1, err))
 
     def _watch(self, store: BackingStore) -> None:
-        """Watch ``store``'s completion fd while it has requests (``add_reader``)."""
+        """Watch ``store``'s completion fd (``add_reader``) until :meth:`release`."""
         key = id(store)
         if key not in self._watched:
             fd = store.completion_fd
@@ -130,8 +131,9 @@ class StoreRunner:
         if left > 0:
             self._per_store[key] = left
         else:
+            # idle: its completion fd stays watched (an idle eventfd never wakes the loop),
+            # so the next request costs no epoll_ctl pair; release() ends the watch
             self._per_store.pop(key, None)
-            self._unwatch(key)
         if error is not None:
             self.stats.failed += 1
         try:
@@ -139,6 +141,16 @@ class StoreRunner:
         finally:
             while self._queue and self._fits(self._queue[0][0]):
                 self._start(*self._queue.popleft())
+
+    def release(self, store: BackingStore) -> None:
+        """Stop watching ``store``'s completion fd: call on the loop, once it is idle
+        (:meth:`uses` is False) and before it is closed."""
+        self._unwatch(id(store))
+
+    def release_all(self) -> None:
+        """Stop watching every completion fd (the server stops; on the loop)."""
+        for key in list(self._watched):
+            self._unwatch(key)
 
     def uses(self, store: object) -> bool:
         """Has ``store`` work queued or running (then it must stay open)?"""

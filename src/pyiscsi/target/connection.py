@@ -1026,9 +1026,21 @@ class TargetConnection:
             fence.append(task)
 
     def abort_tasks(self, luns: set[int], fence: list[Task] | None = None) -> None:
-        """Abort this connection's tasks on ``luns`` (task management, resets)."""
+        """Abort this connection's tasks on ``luns`` (ABORT TASK SET, CLEAR TASK SET, LOGICAL
+        UNIT RESET, TARGET WARM/COLD RESET: RFC 7143 §11.5.1; SAM-5 §7.3, §7.5, §7.7).
+
+        Held tasks are aborted like the others (:meth:`_start_held` takes their CmdSN with
+        no response when the gap closes). So are refused commands held behind a gap on
+        those LUs: received, with no task, their CHECK CONDITION waiting for the gap to
+        close. After the function's response no status may be returned for a task it
+        aborted (RFC 7143 §11.5.1; SAM-5 clause 7), so that answer is dropped; the CmdSN
+        stays held, taken with no answer when the window reaches it, so the commands behind
+        it still run (the same as :meth:`consider_received` for ABORT TASK)."""
         for task in [t for t in self.tasks.values() if t.lun in luns]:
             self.abort(task, fence)
+        for cmdsn, held in self._held.items():
+            if isinstance(held, tuple) and lun_from_field(held[0].lun) in luns:
+                self._held[cmdsn] = None
 
     def _logout(self, pdu: P.LogoutRequest, data: bytes | None) -> None:
         exp, mx = self._window()

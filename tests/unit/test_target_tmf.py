@@ -1,0 +1,175 @@
+"""Task-set-wide task management functions and refused commands held behind a CmdSN gap.
+
+A command whose fields are wrong is refused: it takes its CmdSN and is answered with CHECK
+CONDITION, with no task. Held behind a CmdSN gap, that answer waits for the gap to close.
+ABORT TASK SET, CLEAR TASK SET and LOGICAL UNIT RESET abort it like any task on their LU
+(RFC 7143 §11.5.1; SAM-5 §7.3, §7.5, §7.7): after the function's response no status may be
+returned for it. Its CmdSN is still considered received, so the window moves on when the
+gap closes and the commands behind it run. A refused command on another LU is not affected.
+
+Every scenario is a logged-in session (ImmediateData=Yes, InitialR2T=No as pair.py
+negotiates) on two 1 MiB RAM LUNs; the refused command is a WRITE(10) with more immediate
+data than its EDTL (TOO MUCH WRITE DATA).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from pyiscsi.proto import pdu as P
+from pyiscsi.proto.wire import TmfFunction, TmfResponse
+from pyiscsi.target.connection import TargetConnection
+
+from ..pair import Initiator, Reply, drain, feed, make_catalog, wire
+
+SIZE = 1 << 20
+TUR = bytes(16)
+LU_SCOPED = [TmfFunction.ABORT_TASK_SET, TmfFunction.CLEAR_TASK_SET,
+             TmfFunction.LOGICAL_UNIT_RESET]
+
+
+def write10(lba: int, blocks: int) -> bytes:
+    return struct.pack(">BBIBHB", 0x2A, 0, lba, 0, blocks, 0).ljust(16, b"\0")
+
+
+def setup() -> tuple[TargetConnection, Initiator]:
+    catalog = make_catalog(size=SIZE, luns=2)
+    conn = TargetConnection(catalog, "tmf")
+    ini = Initiator(conn)
+    ini.login()
+    conn.take_output()
+    return conn, ini
+
+
+def window(conn: TargetConnection) -> int:
+    s = conn.session
+    assert s is not None
+    return (s.maxcmdsn - s.expcmdsn + 1) & 0xFFFFFFFF
+
+
+def refused(conn: TargetConnection, itt: int, cmdsn: int, lun: int = 0) -> None:
+    """WRITE(10) LBA 8 x1, EDTL 512 with 513 bytes of immediate data: refused (TOO MUCH
+    WRITE DATA); behind a gap its CHECK CONDITION waits for the gap to close."""
+    feed(conn, wire(P.ScsiCommand(itt=itt, cdb=write10(8, 1), expected_length=512,
+                                  cmdsn=cmdsn, lun=lun << 48, write=True, data_length=513),
+                    b"\xaa" * 513))
+
+
+def tmf(conn: TargetConnection, function: TmfFunction, cmdsn: int, lun: int = 0) -> None:
+    feed(conn, wire(P.TaskMgmtRequest(itt=0x20, function=function, lun=lun << 48,
+                                      cmdsn=cmdsn, immediate=True)))
+
+
+def responses(replies: list[Reply]) -> list[tuple[int, int]]:
+    """(ITT, status) of every SCSI Response."""
+    return [(r.pdu.itt, r.pdu.status) for r in replies if isinstance(r.pdu, P.ScsiResponse)]
+
+
+@pytest.mark.parametrize("function", LU_SCOPED, ids=lambda f: f.name)
+def test_refused_command_held_behind_a_gap_is_aborted(function: TmfFunction) -> None:
+    """CmdSN n missing (a gap). CmdSN n+1: refused WRITE ITT 0x11 on LUN 0 (held). The
+    function on LUN 0 (immediate, CmdSN n+2) -> 'Function complete'. NOP-Out CmdSN n plugs
+    the gap: no CHECK CONDITION for ITT 0x11 follows the TMF response, ExpCmdSN passes
+    n+1, and a later command runs (the window is not stalled)."""
+    conn, ini = setup()
+    n = ini.cmdsn
+    refused(conn, 0x11, n + 1)
+    assert drain(conn) == []
+    tmf(conn, function, n + 2)
+    (reply,) = drain(conn)
+    assert isinstance(reply.pdu, P.TaskMgmtResponse)
+    assert reply.pdu.response == TmfResponse.FUNCTION_COMPLETE
+    feed(conn, wire(P.NopOut(itt=0x21, cmdsn=n, immediate=False)))
+    later = drain(conn)
+    assert [(type(r.pdu), r.pdu.itt) for r in later] == [(P.NopIn, 0x21)]
+    assert conn.session is not None and conn.session.expcmdsn == n + 2
+    assert window(conn) == conn.catalog.limits.queue_depth
+    ini.cmdsn = n + 2
+    ini.command(TUR, lun=1, itt=0x30)  # LUN 1: no unit attention from a LUN 0 reset
+    assert responses(drain(conn)) == [(0x30, 0x00)]
+    assert not conn.tasks and len(conn.table) == 0
+
+
+@pytest.mark.parametrize("function", LU_SCOPED, ids=lambda f: f.name)
+def test_refused_command_on_another_lun_is_still_answered(function: TmfFunction) -> None:
+    """CmdSN n missing. CmdSN n+1: refused WRITE ITT 0x11 on LUN 1; CmdSN n+2: refused WRITE
+    ITT 0x12 on LUN 0. The function on LUN 0 (immediate, CmdSN n+3). NOP-Out CmdSN n plugs
+    the gap: ITT 0x11 (another LU) still gets its CHECK CONDITION, ITT 0x12 does not."""
+    conn, ini = setup()
+    n = ini.cmdsn
+    refused(conn, 0x11, n + 1, lun=1)
+    refused(conn, 0x12, n + 2, lun=0)
+    tmf(conn, function, n + 3)
+    (reply,) = drain(conn)
+    assert isinstance(reply.pdu, P.TaskMgmtResponse)
+    assert reply.pdu.response == TmfResponse.FUNCTION_COMPLETE
+    feed(conn, wire(P.NopOut(itt=0x21, cmdsn=n, immediate=False)))
+    later = drain(conn)
+    assert [(type(r.pdu), r.pdu.itt) for r in later] == [(P.NopIn, 0x21), (P.ScsiResponse, 0x11)]
+    sense = later[1].data
+    assert later[1].pdu.status == 0x02  # type: ignore[attr-defined]
+    assert sense[2 + 12:2 + 14] == b"\x4b\x02"  # TOO MUCH WRITE DATA
+    assert conn.session is not None and conn.session.expcmdsn == n + 3
+    assert window(conn) == conn.catalog.limits.queue_depth
+
+
+def test_held_refusal_on_the_lu_of_another_session_is_aborted_by_lu_reset() -> None:
+    """Two sessions on the target. Session B: CmdSN m missing, CmdSN m+1 a refused WRITE ITT
+    0x11 on LUN 0 (held). Session A: LOGICAL UNIT RESET of LUN 0 (all tasks on the LU, every
+    I_T nexus: SAM-5 §7.7). Session B plugs its gap: no CHECK CONDITION for ITT 0x11, and
+    its window moves on."""
+    catalog = make_catalog(size=SIZE, luns=2)
+    conn_a, conn_b = TargetConnection(catalog, "a"), TargetConnection(catalog, "b")
+    ini_a, ini_b = Initiator(conn_a), Initiator(conn_b, isid=0x400001230001)
+    for ini in (ini_a, ini_b):
+        ini.login()
+        ini.conn.take_output()
+    m = ini_b.cmdsn
+    refused(conn_b, 0x11, m + 1)
+    tmf(conn_a, TmfFunction.LOGICAL_UNIT_RESET, ini_a.cmdsn)
+    (reply,) = drain(conn_a)
+    assert isinstance(reply.pdu, P.TaskMgmtResponse)
+    assert reply.pdu.response == TmfResponse.FUNCTION_COMPLETE
+    feed(conn_b, wire(P.NopOut(itt=0x21, cmdsn=m, immediate=False)))
+    assert [(type(r.pdu), r.pdu.itt) for r in drain(conn_b)] == [(P.NopIn, 0x21)]
+    assert conn_b.session is not None and conn_b.session.expcmdsn == m + 2
+    assert window(conn_b) == catalog.limits.queue_depth
+
+
+def test_abort_task_set_leaves_other_sessions_held_refusals() -> None:
+    """ABORT TASK SET aborts only its own I_T nexus's tasks (SAM-5 §7.3): a refused command
+    held behind a gap in another session, on the same LU, still gets its CHECK CONDITION."""
+    catalog = make_catalog(size=SIZE, luns=2)
+    conn_a, conn_b = TargetConnection(catalog, "a"), TargetConnection(catalog, "b")
+    ini_a, ini_b = Initiator(conn_a), Initiator(conn_b, isid=0x400001230001)
+    for ini in (ini_a, ini_b):
+        ini.login()
+        ini.conn.take_output()
+    m = ini_b.cmdsn
+    refused(conn_b, 0x11, m + 1)
+    tmf(conn_a, TmfFunction.ABORT_TASK_SET, ini_a.cmdsn)
+    drain(conn_a)
+    feed(conn_b, wire(P.NopOut(itt=0x21, cmdsn=m, immediate=False)))
+    later = drain(conn_b)
+    assert [(type(r.pdu), r.pdu.itt) for r in later] == [(P.NopIn, 0x21), (P.ScsiResponse, 0x11)]
+
+
+def test_target_warm_reset_aborts_held_refusals_on_every_lu() -> None:
+    """CmdSN n missing. Refused WRITEs held at n+1 (LUN 0, ITT 0x11) and n+2 (LUN 1, ITT
+    0x12). TARGET WARM RESET (immediate; every LU of the target, RFC 7143 §11.5.1) ->
+    'Function complete'. NOP-Out CmdSN n plugs the gap: neither CHECK CONDITION follows,
+    and ExpCmdSN passes both CmdSNs."""
+    conn, ini = setup()
+    n = ini.cmdsn
+    refused(conn, 0x11, n + 1, lun=0)
+    refused(conn, 0x12, n + 2, lun=1)
+    tmf(conn, TmfFunction.TARGET_WARM_RESET, n + 3)
+    (reply,) = drain(conn)
+    assert isinstance(reply.pdu, P.TaskMgmtResponse)
+    assert reply.pdu.response == TmfResponse.FUNCTION_COMPLETE
+    feed(conn, wire(P.NopOut(itt=0x21, cmdsn=n, immediate=False)))
+    assert [(type(r.pdu), r.pdu.itt) for r in drain(conn)] == [(P.NopIn, 0x21)]
+    assert conn.session is not None and conn.session.expcmdsn == n + 3
+    assert window(conn) == conn.catalog.limits.queue_depth

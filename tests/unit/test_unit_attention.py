@@ -158,3 +158,18 @@ def test_queued_counts_every_pending_attention() -> None:
     while ua.take(A, READ_10) is not None:
         pass
     assert ua.queued == 0
+
+
+def test_establish_for_some_nexuses_only() -> None:
+    """CLEAR TASK SET's unit attention goes to the nexuses it names (SAM-5 §7.5); a nexus
+    that does not know the LU is skipped, and a pending one is not queued twice."""
+    c = Nexus("iqn.2026-11.org.pyiscsi:c", 0x400001230000, 1)
+    ua = UnitAttentions()
+    ua.join(A)
+    ua.join(B)
+    ua.establish(0x2F, 0x00, only=[B, c])
+    ua.establish(0x2F, 0x00, only=[B])
+    assert (ua.pending(A), ua.pending(B), ua.pending(c), ua.queued) == (0, 1, 0, 1)
+    assert ua.take(A, TEST_UNIT_READY) is None
+    assert ua.take(B, TEST_UNIT_READY) == fixed_sense(SenseKey.UNIT_ATTENTION, 0x2F, 0x00)
+    assert ua.queued == 0

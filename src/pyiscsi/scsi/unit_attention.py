@@ -1,13 +1,15 @@
 """Unit attention conditions per I_T nexus (SAM-5 §5.14, SPC-4 §5.14? / §4.5.3).
 
-A reset establishes a unit attention for every I_T nexus that knows the logical unit; the
-next command from that nexus (except INQUIRY, REPORT LUNS and REQUEST SENSE) ends in CHECK
+A reset establishes a unit attention for every I_T nexus that knows the logical unit, a CLEAR
+TASK SET one for each other I_T nexus whose commands it aborted (SAM-5 §7.5); the next
+command from that nexus (except INQUIRY, REPORT LUNS and REQUEST SENSE) ends in CHECK
 CONDITION with UNIT ATTENTION sense, which clears it. REQUEST SENSE reports it as its data.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from enum import Enum
 
 from .sense import SenseKey, fixed_sense
@@ -52,9 +54,15 @@ class UnitAttentions:
         if queue:
             self.queued -= len(queue)
 
-    def establish(self, asc: int, ascq: int) -> None:
-        """Queue a unit attention for every nexus that knows the logical unit."""
-        for queue in self._pending.values():
+    def establish(self, asc: int, ascq: int, only: Collection[Nexus] | None = None) -> None:
+        """Queue a unit attention for every nexus that knows the logical unit, or for those
+        of ``only`` that do (a CLEAR TASK SET: the other nexuses whose commands it aborted,
+        SAM-5 §7.5)."""
+        if only is None:
+            queues = list(self._pending.values())
+        else:
+            queues = [q for n in only if (q := self._pending.get(n)) is not None]
+        for queue in queues:
             if (asc, ascq) not in queue:
                 if len(queue) < _MAX_PENDING:
                     self.queued += 1  # a full queue drops its oldest instead

@@ -1025,7 +1025,7 @@ class TargetConnection:
         if task.store_busy and task.fenced and fence is not None:
             fence.append(task)
 
-    def abort_tasks(self, luns: set[int], fence: list[Task] | None = None) -> None:
+    def abort_tasks(self, luns: set[int], fence: list[Task] | None = None) -> int:
         """Abort this connection's tasks on ``luns`` (ABORT TASK SET, CLEAR TASK SET, LOGICAL
         UNIT RESET, TARGET WARM/COLD RESET: RFC 7143 §11.5.1; SAM-5 §7.3, §7.5, §7.7).
 
@@ -1035,12 +1035,19 @@ class TargetConnection:
         close. After the function's response no status may be returned for a task it
         aborted (RFC 7143 §11.5.1; SAM-5 clause 7), so that answer is dropped; the CmdSN
         stays held, taken with no answer when the window reaches it, so the commands behind
-        it still run (the same as :meth:`consider_received` for ABORT TASK)."""
+        it still run (the same as :meth:`consider_received` for ABORT TASK).
+
+        Answers how many commands it aborted, tasks and held refusals (a CLEAR TASK SET
+        establishes a unit attention for the other I_T nexuses that had any: SAM-5 §7.5)."""
+        count = 0
         for task in [t for t in self.tasks.values() if t.lun in luns]:
+            count += not task.aborted  # one aborted before still fences this function
             self.abort(task, fence)
         for cmdsn, held in self._held.items():
             if isinstance(held, tuple) and lun_from_field(held[0].lun) in luns:
                 self._held[cmdsn] = None
+                count += 1
+        return count
 
     def _logout(self, pdu: P.LogoutRequest, data: bytes | None) -> None:
         exp, mx = self._window()

@@ -106,11 +106,11 @@ class Session:
             self.immediate_active -= 1
         self.slide()
 
-    def abort_tasks(self, luns: set[int], fence: list[Task] | None = None) -> None:
+    def abort_tasks(self, luns: set[int], fence: list[Task] | None = None) -> int:
         """Abort the session's tasks on ``luns`` on every connection (SAM-5 §6.3); those
-        whose store work is still in flight go in ``fence``."""
-        for conn in self.connections:
-            conn.abort_tasks(luns, fence)
+        whose store work is still in flight go in ``fence``. Answers how many commands
+        were aborted."""
+        return sum(conn.abort_tasks(luns, fence) for conn in self.connections)
 
     def end(self) -> None:
         """Session reinstatement (RFC 7143 §6.3.5): the old session's connections close now

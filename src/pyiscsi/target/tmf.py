@@ -15,6 +15,7 @@ from ..proto import pdu as P
 from ..proto.serial import sn_le, sn_lt
 from ..proto.wire import TmfFunction, TmfResponse
 from ..scsi.lu_events import Delivery
+from ..scsi.sense import Asc
 from ..scsi.task import lun_from_field
 from ..scsi.unit_attention import RESET_ASC, ResetKind
 
@@ -62,11 +63,43 @@ def abort_task(conn: TargetConnection, pdu: P.TaskMgmtRequest, fence: Fence) -> 
 
 def abort_task_set(conn: TargetConnection, pdu: P.TaskMgmtRequest,
                    fence: Fence) -> TmfResponse:
-    """ABORT TASK SET / CLEAR TASK SET: this I_T nexus's tasks on the LU end."""
+    """ABORT TASK SET (SAM-5 §7.3): the commands of this I_T nexus on the LU end, with no
+    response and no unit attention; other I_T nexuses' commands are untouched."""
     lun = lun_from_field(pdu.lun)
     if conn.target is None or lun not in conn.target.luns:
         return TmfResponse.LUN_DOES_NOT_EXIST
     conn.abort_tasks({lun}, fence.tasks)
+    return TmfResponse.FUNCTION_COMPLETE
+
+
+CLEARED_BY_ANOTHER_INITIATOR = Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR
+"""The unit attention a CLEAR TASK SET leaves with the other I_T nexuses it cleared (2Fh/00h)."""
+
+
+def clear_task_set(conn: TargetConnection, pdu: P.TaskMgmtRequest,
+                   fence: Fence) -> TmfResponse:
+    """CLEAR TASK SET (SAM-5 §7.5): every command in the LU's task set ends, whichever I_T
+    nexus sent it. The control mode page reports TST=000b, one task set per LU shared by
+    all I_T nexuses (SPC-4 §7.5.8), so that is the commands of every session of the target
+    on the LU, held ones and refusals held behind a CmdSN gap included
+    (:meth:`Session.abort_tasks`, as LOGICAL UNIT RESET reaches them), not only this
+    nexus's as ABORT TASK SET. It also reports TAS=0: aborted commands end with no response
+    at all, and each other I_T nexus that had commands aborted gets a unit attention,
+    COMMANDS CLEARED BY ANOTHER INITIATOR (SAM-5 §5.6, §7.5; SPC-4 §7.5.8 TAS). An I_T
+    nexus with nothing in the task set, and the one that sent the function, get none.
+    The response waits for the aborted tasks' store work in flight (``fence``).
+
+    Tasks sent through other gateways of a shared LU are theirs to clear: this reaches the
+    sessions of this process."""
+    target = conn.target
+    lun = lun_from_field(pdu.lun)
+    if target is None or lun not in target.luns:
+        return TmfResponse.LUN_DOES_NOT_EXIST
+    cleared = [session.nexus for session in conn.catalog.sessions_of(target)
+               if session.abort_tasks({lun}, fence.tasks) and session is not conn.session]
+    if cleared:
+        ua = CLEARED_BY_ANOTHER_INITIATOR
+        target.luns[lun].attentions.establish(ua.asc, ua.ascq, only=cleared)
     return TmfResponse.FUNCTION_COMPLETE
 
 
@@ -107,7 +140,7 @@ def task_reassign(conn: TargetConnection, pdu: P.TaskMgmtRequest,
 FUNCTIONS: dict[int, Handler] = {
     TmfFunction.ABORT_TASK: abort_task,
     TmfFunction.ABORT_TASK_SET: abort_task_set,
-    TmfFunction.CLEAR_TASK_SET: abort_task_set,
+    TmfFunction.CLEAR_TASK_SET: clear_task_set,
     TmfFunction.LOGICAL_UNIT_RESET: reset_handler(ResetKind.LOGICAL_UNIT),
     TmfFunction.TARGET_WARM_RESET: reset_handler(ResetKind.TARGET_WARM),
     TmfFunction.TARGET_COLD_RESET: reset_handler(ResetKind.TARGET_COLD),

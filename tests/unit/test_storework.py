@@ -18,7 +18,7 @@ from pyiscsi.backstore.base import StoreError
 from pyiscsi.backstore.memory import MemoryStore
 from pyiscsi.backstore.ops import StoreOp, StoreOpKind
 from pyiscsi.proto import pdu as P
-from pyiscsi.proto.wire import ScsiStatus, TmfResponse
+from pyiscsi.proto.wire import ScsiStatus, TmfFunction, TmfResponse
 from pyiscsi.scsi.lun import LogicalUnit
 from pyiscsi.target.catalog import Catalog, Target
 from pyiscsi.target.connection import TargetConnection
@@ -212,6 +212,27 @@ def test_abort_of_a_task_in_flight_answers_only_after_its_store_work(
     (rsp,) = replies(ini)
     assert isinstance(rsp, P.TaskMgmtResponse) and rsp.response == TmfResponse.FUNCTION_COMPLETE
     nothing_left(ini)
+
+
+def test_clear_task_set_answers_only_after_another_sessions_store_work(
+        catalog: Catalog, ini: Initiator, store: SlowStore) -> None:
+    """CLEAR TASK SET aborts another I_T nexus's task too (SAM-5 §7.5, TST=000b), and is
+    complete only once that task's store work has ended: B's FUA write is flushing; A's
+    CLEAR TASK SET of LUN 0 is answered when the flush completes, B's write never."""
+    other = session(catalog, isid=0x400000000002)
+    store.later = {StoreOpKind.FLUSH}
+    w = write(other, 0, b"\x42" * 512, fua=True)
+    (flush,) = requests(other)
+    feed(ini.conn, wire(P.TaskMgmtRequest(itt=0x999, function=TmfFunction.CLEAR_TASK_SET,
+                                          cmdsn=ini.cmdsn, immediate=True)))
+    assert replies(ini) == []  # fenced: B's write may still land
+    assert w.itt in other.conn.tasks
+    complete(other, flush)
+    (rsp,) = replies(ini)
+    assert isinstance(rsp, P.TaskMgmtResponse) and rsp.response == TmfResponse.FUNCTION_COMPLETE
+    assert answered(replies(other)) == []
+    nothing_left(other)
+    other.conn.close()
 
 
 def test_a_failing_store_operation_is_check_condition_with_its_sense(

@@ -20,9 +20,10 @@ import pytest
 
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.wire import TmfFunction, TmfResponse
+from pyiscsi.scsi.spc import PC_CURRENT, control_page
 from pyiscsi.target.connection import TargetConnection
 
-from ..pair import Initiator, Reply, drain, feed, make_catalog, wire
+from ..pair import TARGET, Initiator, Reply, drain, feed, make_catalog, wire
 
 SIZE = 1 << 20
 TUR = bytes(16)
@@ -173,3 +174,150 @@ def test_target_warm_reset_aborts_held_refusals_on_every_lu() -> None:
     assert [(type(r.pdu), r.pdu.itt) for r in drain(conn)] == [(P.NopIn, 0x21)]
     assert conn.session is not None and conn.session.expcmdsn == n + 3
     assert window(conn) == conn.catalog.limits.queue_depth
+
+
+# --- CLEAR TASK SET: the LU's whole task set (SAM-5 §7.5) --------------------------------
+#
+# The control mode page reports TST=000b (one task set per LU, shared by every I_T nexus)
+# and TAS=0 (SPC-4 §7.5.8): CLEAR TASK SET aborts the commands of every I_T nexus on the LU
+# with no response, and each other I_T nexus that had commands aborted gets UNIT ATTENTION,
+# COMMANDS CLEARED BY ANOTHER INITIATOR (2Fh/00h; SAM-5 §5.6, §7.5).
+
+CHECK_CONDITION = 0x02
+UNIT_ATTENTION = 0x6
+
+
+def two_sessions() -> tuple[Initiator, Initiator]:
+    """Sessions A and B (other ISID, so another I_T nexus) on one target with two LUs."""
+    catalog = make_catalog(size=SIZE, luns=2)
+    ini_a = Initiator(TargetConnection(catalog, "a"))
+    ini_b = Initiator(TargetConnection(catalog, "b"), isid=0x400001230001)
+    for ini in (ini_a, ini_b):
+        ini.login()
+        ini.conn.take_output()
+    return ini_a, ini_b
+
+
+def pending_write(ini: Initiator, itt: int, lun: int = 0) -> int:
+    """WRITE(10) LBA 0 x2 with one block of immediate data: the target asks for the rest
+    with an R2T (its TTT is the answer), and the task stays outstanding until the Data-Out
+    comes."""
+    ini.command(write10(0, 2), lun=lun, edtl=1024, write=True,
+                immediate_data=b"\x5a" * 512, itt=itt)
+    (r2t,) = drain(ini.conn)
+    assert isinstance(r2t.pdu, P.R2T) and r2t.pdu.itt == itt
+    return r2t.pdu.ttt
+
+
+def finish_write(ini: Initiator, itt: int, ttt: int, lun: int = 0) -> None:
+    """The Data-Out the R2T asked for."""
+    feed(ini.conn, wire(P.DataOut(itt=itt, ttt=ttt, buffer_offset=512, data_length=512,
+                                  lun=lun << 48, final=True), b"\x5b" * 512))
+
+
+def function_complete(ini: Initiator, function: TmfFunction, lun: int = 0) -> None:
+    tmf(ini.conn, function, ini.cmdsn, lun=lun)
+    (reply,) = drain(ini.conn)
+    assert isinstance(reply.pdu, P.TaskMgmtResponse)
+    assert reply.pdu.response == TmfResponse.FUNCTION_COMPLETE
+
+
+def tur(ini: Initiator, lun: int = 0) -> tuple[int, bytes]:
+    """TEST UNIT READY: (status, (sense key, ASC, ASCQ) bytes or b'')."""
+    ini.command(TUR, lun=lun)
+    (reply,) = drain(ini.conn)
+    assert isinstance(reply.pdu, P.ScsiResponse)
+    sense = reply.data[2:]
+    key = bytes((sense[2] & 0x0F, sense[12], sense[13])) if sense else b""
+    return reply.pdu.status, key
+
+
+CLEARED = (CHECK_CONDITION, bytes((UNIT_ATTENTION, 0x2F, 0x00)))
+GOOD = (0x00, b"")
+
+
+def test_control_mode_page_reports_one_shared_task_set_and_tas_zero() -> None:
+    """What CLEAR TASK SET's scope and its unit attention rest on (SPC-4 §7.5.8): TST
+    (byte 2, bits 7-5) = 000b, TAS (byte 5, bit 6) = 0."""
+    lu = make_catalog(size=SIZE).targets[TARGET].luns[0]
+    page = control_page(lu, PC_CURRENT)
+    assert page[2] >> 5 == 0 and not page[5] & 0x40
+
+
+def test_clear_task_set_aborts_another_sessions_task_with_a_unit_attention() -> None:
+    """B has a WRITE outstanding on LUN 0 (waiting for its Data-Out). A: CLEAR TASK SET of
+    LUN 0 -> 'Function complete'. B's task ends with no response (TAS=0), not even once
+    B has sent the Data-Out its R2T asked for, and B's next
+    command on LUN 0 ends in CHECK CONDITION, UNIT ATTENTION 2Fh/00h, once (SAM-5 §7.5);
+    LUN 1 has no unit attention for B."""
+    ini_a, ini_b = two_sessions()
+    ttt = pending_write(ini_b, 0x11)
+    function_complete(ini_a, TmfFunction.CLEAR_TASK_SET)
+    assert drain(ini_b.conn) == []
+    assert ini_b.conn.tasks[0x11].aborted
+    finish_write(ini_b, 0x11, ttt)  # the burst the R2T asked for ends: still no response
+    assert drain(ini_b.conn) == []
+    assert not ini_b.conn.tasks and len(ini_b.conn.table) == 0
+    assert tur(ini_b, lun=1) == GOOD
+    assert tur(ini_b) == CLEARED
+    assert tur(ini_b) == GOOD
+    assert tur(ini_a) == GOOD
+
+
+def test_clear_task_set_aborts_the_senders_own_tasks_without_a_unit_attention() -> None:
+    """A has a WRITE outstanding on LUN 0; B has nothing on it. A: CLEAR TASK SET of LUN 0.
+    A's task ends with no response, and neither A (the sender) nor B (no commands aborted:
+    SAM-5 §7.5) gets a unit attention."""
+    ini_a, ini_b = two_sessions()
+    ttt = pending_write(ini_a, 0x11)
+    function_complete(ini_a, TmfFunction.CLEAR_TASK_SET)
+    finish_write(ini_a, 0x11, ttt)
+    assert drain(ini_a.conn) == []
+    assert not ini_a.conn.tasks and len(ini_a.conn.table) == 0
+    assert tur(ini_a) == GOOD
+    assert tur(ini_b) == GOOD
+
+
+def test_clear_task_set_leaves_tasks_on_another_lu() -> None:
+    """B has a WRITE outstanding on LUN 1. A: CLEAR TASK SET of LUN 0. B's Data-Out then
+    completes its WRITE (GOOD), and B has no unit attention on either LU."""
+    ini_a, ini_b = two_sessions()
+    ttt = pending_write(ini_b, 0x11, lun=1)
+    function_complete(ini_a, TmfFunction.CLEAR_TASK_SET)
+    finish_write(ini_b, 0x11, ttt, lun=1)
+    assert responses(drain(ini_b.conn)) == [(0x11, 0x00)]
+    assert tur(ini_b) == GOOD
+    assert tur(ini_b, lun=1) == GOOD
+
+
+def test_abort_task_set_leaves_another_sessions_task() -> None:
+    """ABORT TASK SET aborts only the sender's I_T nexus's tasks (SAM-5 §7.3): B's WRITE
+    outstanding on LUN 0 completes after A's ABORT TASK SET of LUN 0, and B has no unit
+    attention."""
+    ini_a, ini_b = two_sessions()
+    pending_write(ini_a, 0x12)
+    ttt = pending_write(ini_b, 0x11)
+    function_complete(ini_a, TmfFunction.ABORT_TASK_SET)
+    assert ini_a.conn.tasks[0x12].aborted and not ini_b.conn.tasks[0x11].aborted
+    finish_write(ini_b, 0x11, ttt)
+    assert responses(drain(ini_b.conn)) == [(0x11, 0x00)]
+    assert tur(ini_b) == GOOD
+    assert tur(ini_a) == GOOD
+
+
+def test_clear_task_set_aborts_another_sessions_held_refusal() -> None:
+    """Session B: CmdSN m missing, CmdSN m+1 a refused WRITE on LUN 0 (held behind the gap,
+    its CHECK CONDITION waiting). A: CLEAR TASK SET of LUN 0. B plugs its gap: no CHECK
+    CONDITION for it, the window moves on, and B's next command on LUN 0 gets the unit
+    attention (a command of B's was aborted)."""
+    ini_a, ini_b = two_sessions()
+    conn_b = ini_b.conn
+    m = ini_b.cmdsn
+    refused(conn_b, 0x11, m + 1)
+    function_complete(ini_a, TmfFunction.CLEAR_TASK_SET)
+    feed(conn_b, wire(P.NopOut(itt=0x21, cmdsn=m, immediate=False)))
+    assert [(type(r.pdu), r.pdu.itt) for r in drain(conn_b)] == [(P.NopIn, 0x21)]
+    assert conn_b.session is not None and conn_b.session.expcmdsn == m + 2
+    assert window(conn_b) == conn_b.catalog.limits.queue_depth
+    ini_b.cmdsn = m + 2
+    assert tur(ini_b) == CLEARED

@@ -125,6 +125,23 @@ def test_full_table_still_takes_unsolicited_data() -> None:
     assert bytes(view) == b"\xaa" * 512
 
 
+def abort_held_write(conn: TargetConnection, n: int, immediate: int) -> list[Reply]:
+    """CmdSN n missing; CmdSN n+1 a WRITE(10) ITT 0x11 LBA 8 x1, EDTL 512, with
+    ``immediate`` bytes 0xAA (held behind the gap); ABORT TASK of it (immediate) answered
+    'function complete'; then a NOP-Out at CmdSN n plugs the gap. What came after."""
+    feed(conn, wire(P.ScsiCommand(itt=0x11, cdb=write10(8, 1), expected_length=512,
+                                  cmdsn=n + 1, write=True, data_length=immediate),
+                    b"\xaa" * immediate))
+    feed(conn, wire(P.TaskMgmtRequest(itt=0x20, function=TmfFunction.ABORT_TASK,
+                                      referenced_tag=0x11, cmdsn=n + 2, refcmdsn=n + 1,
+                                      immediate=True)))
+    replies = drain(conn)
+    assert [type(r.pdu) for r in replies] == [P.TaskMgmtResponse]
+    assert replies[0].pdu.response == TmfResponse.FUNCTION_COMPLETE  # type: ignore[attr-defined]
+    feed(conn, wire(P.NopOut(itt=0x21, cmdsn=n, immediate=False)))
+    return drain(conn)
+
+
 def test_abort_of_a_command_queued_behind_a_gap_really_aborts_it() -> None:
     """CmdSN n is missing (a gap). CmdSN n+1: WRITE(10) ITT 0x11 LBA 8 x1, EDTL 512, 512 bytes
     0xAA immediate (held behind the gap). ABORT TASK (immediate) RefTaskTag 0x11 RefCmdSN n+1
@@ -133,16 +150,7 @@ def test_abort_of_a_command_queued_behind_a_gap_really_aborts_it() -> None:
     conn, ini, store = setup()
     n = ini.cmdsn
     before = bytes(store[8 * 512:9 * 512])
-    feed(conn, wire(P.ScsiCommand(itt=0x11, cdb=write10(8, 1), expected_length=512,
-                                  cmdsn=n + 1, write=True, data_length=512), b"\xaa" * 512))
-    feed(conn, wire(P.TaskMgmtRequest(itt=0x20, function=TmfFunction.ABORT_TASK,
-                                      referenced_tag=0x11, cmdsn=n + 2, refcmdsn=n + 1,
-                                      immediate=True)))
-    replies = drain(conn)
-    assert [type(r.pdu) for r in replies] == [P.TaskMgmtResponse]
-    assert replies[0].pdu.response == TmfResponse.FUNCTION_COMPLETE  # type: ignore[attr-defined]
-    feed(conn, wire(P.NopOut(itt=0x21, cmdsn=n, immediate=False)))
-    later = drain(conn)
+    later = abort_held_write(conn, n, 512)
     assert not [r for r in later if isinstance(r.pdu, P.ScsiResponse) and r.pdu.itt == 0x11]
     assert bytes(store[8 * 512:9 * 512]) == before, "the aborted WRITE's data landed"
     assert not conn.tasks and len(conn.table) == 0
@@ -158,16 +166,7 @@ def test_abort_of_a_refused_command_queued_behind_a_gap_sends_no_answer() -> Non
     once commands discarded for a data digest error left gaps."""
     conn, ini, _ = setup()
     n = ini.cmdsn
-    feed(conn, wire(P.ScsiCommand(itt=0x11, cdb=write10(8, 1), expected_length=512,
-                                  cmdsn=n + 1, write=True, data_length=513), b"\xaa" * 513))
-    feed(conn, wire(P.TaskMgmtRequest(itt=0x20, function=TmfFunction.ABORT_TASK,
-                                      referenced_tag=0x11, cmdsn=n + 2, refcmdsn=n + 1,
-                                      immediate=True)))
-    replies = drain(conn)
-    assert [type(r.pdu) for r in replies] == [P.TaskMgmtResponse]
-    assert replies[0].pdu.response == TmfResponse.FUNCTION_COMPLETE  # type: ignore[attr-defined]
-    feed(conn, wire(P.NopOut(itt=0x21, cmdsn=n, immediate=False)))
-    later = drain(conn)
+    later = abort_held_write(conn, n, 513)
     assert [(type(r.pdu), r.pdu.itt) for r in later] == [(P.NopIn, 0x21)]
     assert not conn.tasks and len(conn.table) == 0
     assert conn.session is not None and conn.session.expcmdsn == n + 2

@@ -44,6 +44,17 @@ def setup() -> tuple[TargetConnection, Initiator]:
     return conn, ini
 
 
+def two_sessions() -> tuple[Initiator, Initiator]:
+    """Sessions A and B (other ISID, so another I_T nexus) on one target with two LUs."""
+    catalog = make_catalog(size=SIZE, luns=2)
+    ini_a = Initiator(TargetConnection(catalog, "a"))
+    ini_b = Initiator(TargetConnection(catalog, "b"), isid=0x400001230001)
+    for ini in (ini_a, ini_b):
+        ini.login()
+        ini.conn.take_output()
+    return ini_a, ini_b
+
+
 def window(conn: TargetConnection) -> int:
     s = conn.session
     assert s is not None
@@ -121,12 +132,8 @@ def test_held_refusal_on_the_lu_of_another_session_is_aborted_by_lu_reset() -> N
     0x11 on LUN 0 (held). Session A: LOGICAL UNIT RESET of LUN 0 (all tasks on the LU, every
     I_T nexus: SAM-5 §7.7). Session B plugs its gap: no CHECK CONDITION for ITT 0x11, and
     its window moves on."""
-    catalog = make_catalog(size=SIZE, luns=2)
-    conn_a, conn_b = TargetConnection(catalog, "a"), TargetConnection(catalog, "b")
-    ini_a, ini_b = Initiator(conn_a), Initiator(conn_b, isid=0x400001230001)
-    for ini in (ini_a, ini_b):
-        ini.login()
-        ini.conn.take_output()
+    ini_a, ini_b = two_sessions()
+    conn_a, conn_b = ini_a.conn, ini_b.conn
     m = ini_b.cmdsn
     refused(conn_b, 0x11, m + 1)
     tmf(conn_a, TmfFunction.LOGICAL_UNIT_RESET, ini_a.cmdsn)
@@ -136,18 +143,14 @@ def test_held_refusal_on_the_lu_of_another_session_is_aborted_by_lu_reset() -> N
     feed(conn_b, wire(P.NopOut(itt=0x21, cmdsn=m, immediate=False)))
     assert [(type(r.pdu), r.pdu.itt) for r in drain(conn_b)] == [(P.NopIn, 0x21)]
     assert conn_b.session is not None and conn_b.session.expcmdsn == m + 2
-    assert window(conn_b) == catalog.limits.queue_depth
+    assert window(conn_b) == conn_b.catalog.limits.queue_depth
 
 
 def test_abort_task_set_leaves_other_sessions_held_refusals() -> None:
     """ABORT TASK SET aborts only its own I_T nexus's tasks (SAM-5 §7.3): a refused command
     held behind a gap in another session, on the same LU, still gets its CHECK CONDITION."""
-    catalog = make_catalog(size=SIZE, luns=2)
-    conn_a, conn_b = TargetConnection(catalog, "a"), TargetConnection(catalog, "b")
-    ini_a, ini_b = Initiator(conn_a), Initiator(conn_b, isid=0x400001230001)
-    for ini in (ini_a, ini_b):
-        ini.login()
-        ini.conn.take_output()
+    ini_a, ini_b = two_sessions()
+    conn_a, conn_b = ini_a.conn, ini_b.conn
     m = ini_b.cmdsn
     refused(conn_b, 0x11, m + 1)
     tmf(conn_a, TmfFunction.ABORT_TASK_SET, ini_a.cmdsn)
@@ -185,17 +188,6 @@ def test_target_warm_reset_aborts_held_refusals_on_every_lu() -> None:
 
 CHECK_CONDITION = 0x02
 UNIT_ATTENTION = 0x6
-
-
-def two_sessions() -> tuple[Initiator, Initiator]:
-    """Sessions A and B (other ISID, so another I_T nexus) on one target with two LUs."""
-    catalog = make_catalog(size=SIZE, luns=2)
-    ini_a = Initiator(TargetConnection(catalog, "a"))
-    ini_b = Initiator(TargetConnection(catalog, "b"), isid=0x400001230001)
-    for ini in (ini_a, ini_b):
-        ini.login()
-        ini.conn.take_output()
-    return ini_a, ini_b
 
 
 def pending_write(ini: Initiator, itt: int, lun: int = 0) -> int:

@@ -273,8 +273,14 @@ class TargetConnection:
     # ------------------------------------------------------------------ output helpers
 
     def _send(self, pdu: P.Pdu, payload: Buffer | None = None, *, store: bool = False) -> None:
+        self._send_header(pdu.encode(), payload, store=store)
+
+    def _send_header(self, header: bytes, payload: Buffer | None = None, *,
+                     store: bool = False) -> None:
+        """Send an encoded BHS (:mod:`~pyiscsi.proto.fastcodec` on the hot paths, which
+        builds no PDU object) and its payload, with the negotiated digests."""
         digests = self.params is not None and self.phase is Phase.FULL_FEATURE
-        self._out.extend(frame(pdu.encode(), payload,
+        self._out.extend(frame(header, payload,
                                header_digest=digests and self.receiver.header_digest,
                                data_digest=digests and self.receiver.data_digest))
         if store and payload is not None:
@@ -764,12 +770,11 @@ class TargetConnection:
         exp, mx = self._window()
         sense = result.sense
         payload = (len(sense).to_bytes(_SENSE_LEN, "big") + sense) if sense else None
-        self._send(P.ScsiResponse(itt=task.itt, status=result.status, response=0,
-                                  statsn=self._next_statsn(), expcmdsn=exp, maxcmdsn=mx,
-                                  expdatasn=task.datasn if task.cmd.read else task.r2tsn,
-                                  residual=residual if (overflow or underflow) else 0,
-                                  overflow=overflow, underflow=underflow,
-                                  data_length=len(payload) if payload else 0), payload)
+        flags = (fastcodec.OVERFLOW if overflow else 0) | (fastcodec.UNDERFLOW if underflow else 0)
+        self._send_header(fastcodec.scsi_response(
+            flags, 0, result.status, len(payload) if payload else 0, task.itt, 0,
+            self._next_statsn(), exp, mx, task.datasn if task.cmd.read else task.r2tsn, 0,
+            residual if flags else 0), payload)
         self._finish_task(task)
 
     def _new_io(self, lun: int) -> IoStats:
@@ -794,22 +799,26 @@ class TargetConnection:
         burst = params.max_burst_length
         total = len(data)
         offset = 0
+        lun = task.cmd.lun
+        # the O/U bits and the residual ride with the status, in the last Data-In (§11.8)
+        last_flags = (fastcodec.FLAG_FINAL | fastcodec.DATA_IN_STATUS
+                      | (fastcodec.OVERFLOW if overflow else 0)
+                      | (fastcodec.UNDERFLOW if underflow else 0))
+        last_residual = residual if overflow or underflow else 0
         while offset < total:
             n = min(seg, total - offset, burst - offset % burst)
             last = offset + n == total
-            end_of_burst = last or (offset + n) % burst == 0
-            status_here = last and good
             exp, mx = self._window()
-            self._send(P.DataIn(itt=task.itt, buffer_offset=offset, data_length=n,
-                                datasn=task.datasn, final=end_of_burst, has_status=status_here,
-                                status=result.status,
-                                overflow=status_here and overflow,
-                                underflow=status_here and underflow,
-                                residual=residual if status_here and (overflow or underflow)
-                                else 0,
-                                statsn=self._next_statsn() if status_here else 0,
-                                expcmdsn=exp, maxcmdsn=mx, lun=task.cmd.lun),
-                       data[offset:offset + n], store=True)
+            if last and good:
+                header = fastcodec.data_in(last_flags, result.status, n, lun, task.itt,
+                                           RESERVED_TAG, self._next_statsn(), exp, mx,
+                                           task.datasn, offset, last_residual)
+            else:
+                end_of_burst = last or (offset + n) % burst == 0
+                header = fastcodec.data_in(fastcodec.FLAG_FINAL if end_of_burst else 0, 0, n,
+                                           lun, task.itt, RESERVED_TAG, 0, exp, mx,
+                                           task.datasn, offset, 0)
+            self._send_header(header, data[offset:offset + n], store=True)
             task.datasn += 1
             offset += n
 

@@ -1,4 +1,4 @@
-"""Unit attention conditions per I_T nexus (SAM-5 §5.14, SPC-4 §5.14? / §4.5.3).
+"""Unit attention conditions per I_T nexus (SAM-5 §5.14; their sense data: SPC-4 §4.5).
 
 A reset establishes a unit attention for every I_T nexus that knows the logical unit, a CLEAR
 TASK SET one for each other I_T nexus whose commands it aborted (SAM-5 §7.5); the next

@@ -378,17 +378,13 @@ class Receiver:
             self._pdu = decode_bhs(header)
             route = self.router.route(self._pdu, header, ahs)
         except PduRejected as exc:
-            if not exc.header:
-                exc.header = header
-            self._rejected = exc
+            self._reject(exc)
             route = DISCARD
         if isinstance(route, _VerifyFirst):
             # Received whole into scratch; routed in _finish once verified.
             self._verify_first = True
             if length:
-                if len(self._scratch) < length:
-                    self._scratch = bytearray(length)
-                self._dest = memoryview(self._scratch)[:length]
+                self._dest = self._scratch_view(length)
             return
         if not length:
             return
@@ -402,12 +398,24 @@ class Receiver:
                 raise RemoteProtocolError("router returned a destination of the wrong size")
             if self.data_digest:
                 # Verify before a byte touches the store: stage, check, then copy once.
-                if len(self._scratch) < length:
-                    self._scratch = bytearray(length)
                 self._final_dest = route
-                self._dest = memoryview(self._scratch)[:length]
+                self._dest = self._scratch_view(length)
             else:
                 self._dest = route
+
+    def _reject(self, exc: PduRejected) -> None:
+        """The router refused the PDU: its payload is drained and the Reject carries the
+        header (the current BHS unless the router named another)."""
+        if not exc.header:
+            exc.header = self._header
+        self._rejected = exc
+
+    def _scratch_view(self, length: int) -> memoryview:
+        """``length`` bytes of the scratch area a payload is staged in until its digest is
+        checked (grown when too small)."""
+        if len(self._scratch) < length:
+            self._scratch = bytearray(length)
+        return memoryview(self._scratch)[:length]
 
     def _finish(self, tail: bytes) -> None:
         length = self._length
@@ -463,9 +471,7 @@ class Receiver:
         try:
             route = decide(self._pdu, self._header, self._ahs)
         except PduRejected as exc:
-            if not exc.header:
-                exc.header = self._header
-            self._rejected = exc
+            self._reject(exc)
             return
         if route is None:
             self._control = bytearray(self._scratch[:length]) if length else None

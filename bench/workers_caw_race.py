@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from workers_spike import start  # the same target start (bench/ is this script's path[0])
+
 from pyiscsi.initiator.blocking import connect
 from pyiscsi.initiator.errors import ScsiCommandError
 
@@ -58,22 +60,6 @@ def worker(url: str, seconds: float, start: float, out: mp.Queue[tuple[int, int]
     out.put((ok, miss))
 
 
-def start_target(py: str, work: Path, name: str, port: int, image: Path) -> subprocess.Popen[bytes]:
-    d = work / name
-    d.mkdir()
-    out = open(d / "out", "wb")  # noqa: SIM115  (owned by the child)
-    proc = subprocess.Popen([py, "-m", "pyiscsi.cli", "serve", "--portal", f"127.0.0.1:{port}",
-                             "--lun", f"file:{image}", "--admin-socket", "off"],
-                            stdout=out, stderr=subprocess.STDOUT)
-    for _ in range(300):
-        if b"serving " in (d / "out").read_bytes():
-            return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    sys.exit(f"workers_caw_race: target {name} did not start: {(d / 'out').read_text()[-2000:]}")
-
-
 def race(urls: tuple[str, str], seconds: float) -> tuple[int, int, int, int]:
     """Run the two initiators; (initial, final, successes, miscompares)."""
     with connect(urls[0], initiator_name="iqn.2026-11.test:caw-check") as lun:
@@ -102,8 +88,8 @@ def main() -> int:
     targets: list[subprocess.Popen[bytes]] = []
     bad_control = False
     try:
-        targets = [start_target(py, work, "a", ports[0], image),
-                   start_target(py, work, "b", ports[1], image)]
+        targets = [start(py, work, "a", ports[0], f"file:{image}", "auto"),
+                   start(py, work, "b", ports[1], f"file:{image}", "auto")]
         url = {p: f"iscsi://127.0.0.1:{p}/{IQN}/0" for p in ports}
         configs = {"one": (url[ports[0]], url[ports[0]]), "two": (url[ports[0]], url[ports[1]])}
         print("| round | config | successes | miscompares | counter moved | lost updates |")

@@ -58,12 +58,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
 @functools.cache
 def library() -> ctypes.CDLL:
     """librados, loaded once with its signatures set (:class:`CephUnavailable` if absent)."""
-    lib = load("rados", "librados.so.2", "PYISCSI_LIBRADOS")
-    for name, (restype, argtypes) in _SIGNATURES.items():
-        fn = getattr(lib, name)
-        fn.restype = restype
-        fn.argtypes = argtypes
-    return lib
+    return load("rados", "librados.so.2", "PYISCSI_LIBRADOS", _SIGNATURES)
 
 
 DEFAULT_TIMEOUT = 30

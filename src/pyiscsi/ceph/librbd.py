@@ -96,12 +96,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
 @functools.cache
 def library() -> ctypes.CDLL:
     """librbd, loaded once with its signatures set (:class:`CephUnavailable` if absent)."""
-    lib = load("rbd", "librbd.so.1", "PYISCSI_LIBRBD")
-    for name, (restype, argtypes) in _SIGNATURES.items():
-        fn = getattr(lib, name)
-        fn.restype = restype
-        fn.argtypes = argtypes
-    return lib
+    return load("rbd", "librbd.so.1", "PYISCSI_LIBRBD", _SIGNATURES)
 
 
 def create(ioctx: IoCtx, name: str, size: int, order: int = 0) -> None:

@@ -12,19 +12,31 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .errors import CephUnavailable
 
+Signatures = Mapping[str, tuple[Any, Sequence[Any]]]
+"""Per C function: (restype, argtypes), set on the loaded library."""
 
-def load(name: str, soname: str, env: str) -> ctypes.CDLL:
-    """Load ``lib{name}`` (``soname`` first); :class:`CephUnavailable` when absent."""
+
+def load(name: str, soname: str, env: str, signatures: Signatures) -> ctypes.CDLL:
+    """Load ``lib{name}`` (``soname`` first) and set ``signatures`` on its functions;
+    :class:`CephUnavailable` when absent."""
     candidates = [c for c in (os.environ.get(env), soname, ctypes.util.find_library(name)) if c]
     errors = []
     for candidate in candidates:
         try:
-            return ctypes.CDLL(candidate, use_errno=True)
+            lib = ctypes.CDLL(candidate, use_errno=True)
         except OSError as exc:
             errors.append(str(exc))
+            continue
+        for function, (restype, argtypes) in signatures.items():
+            fn = getattr(lib, function)
+            fn.restype = restype
+            fn.argtypes = argtypes
+        return lib
     raise CephUnavailable(
         f"lib{name} is not installed ({'; '.join(errors) or 'not found'}): install the "
         f"{'librados2' if name == 'rados' else 'librbd1'} package (Debian/Ubuntu) or set {env}"

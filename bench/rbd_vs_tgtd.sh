@@ -103,15 +103,25 @@ baseline() {  # workload name -> one perf.sh-like line from rbd_aio_baseline.py
 HEAD="# pyiscsi $PYURL  tgtd(bs_rbd, rbd_cache on) $TGTURL  tgtd-nc(rbd_cache off) $TGTNCURL  ceph $CEPH_CONF  runtime ${RUNTIME}s  rounds $ROUNDS  $(nproc) cores  $(date -Is)"
 echo "$HEAD"
 : >"$WORK/all.txt"
+run_one() {  # TARGET WORKLOAD ROUND: one line into all.txt
+    local url pid
+    case $1 in
+        pyiscsi) url=$PYURL pid=$PYPID ;;
+        tgtd) url=$TGTURL pid=$TGTPID ;;
+        tgtd-nc) url=$TGTNCURL pid=$TGTNCPID ;;
+        librbd-py) baseline "$2" | sed "s/^/librbd-py $3 /" | tee -a "$WORK/all.txt"; return ;;
+    esac
+    WARMUP=0 WORKLOADS=$2 TARGET_PID=$pid OUTDIR=$WORK/out "$PEERS/perf.sh" "$url" 2>/dev/null |
+        tail -n 1 | sed "s/^/$(printf '%-7s' "$1") $3 /" | tee -a "$WORK/all.txt"
+}
+# Rounds rotate the order (round 1: pyiscsi first; round 2: tgtd first; ...), so that no
+# target always runs right after the same one (e.g. after the baseline's heavy writes).
+TARGETS=(pyiscsi tgtd tgtd-nc librbd-py)
 for ((r = 1; r <= ROUNDS; r++)); do
     for w in $WORKLOADS; do
-        WARMUP=0 WORKLOADS=$w TARGET_PID=$PYPID OUTDIR=$WORK/out "$PEERS/perf.sh" "$PYURL" 2>/dev/null |
-            tail -n 1 | sed "s/^/pyiscsi $r /" | tee -a "$WORK/all.txt"
-        WARMUP=0 WORKLOADS=$w TARGET_PID=$TGTPID OUTDIR=$WORK/out "$PEERS/perf.sh" "$TGTURL" 2>/dev/null |
-            tail -n 1 | sed "s/^/tgtd    $r /" | tee -a "$WORK/all.txt"
-        WARMUP=0 WORKLOADS=$w TARGET_PID=$TGTNCPID OUTDIR=$WORK/out "$PEERS/perf.sh" "$TGTNCURL" 2>/dev/null |
-            tail -n 1 | sed "s/^/tgtd-nc $r /" | tee -a "$WORK/all.txt"
-        baseline "$w" | sed "s/^/librbd-py $r /" | tee -a "$WORK/all.txt"
+        for ((k = 0; k < ${#TARGETS[@]}; k++)); do
+            run_one "${TARGETS[$(((r - 1 + k) % ${#TARGETS[@]}))]}" "$w" "$r"
+        done
     done
 done
 
@@ -123,8 +133,14 @@ def med(target, workload, col):
     return statistics.median(vals) if vals else float("nan")
 print("| workload | pyiscsi MB/s | tgtd MB/s (cache on) | tgtd-nc MB/s (cache off) "
       "| librbd-py MB/s | pyiscsi/tgtd | pyiscsi/tgtd-nc | pyiscsi/librbd-py "
-      "| pyiscsi CPU us/cmd | tgtd CPU us/cmd | tgtd-nc CPU us/cmd | librbd-py CPU us/io |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+      "| pyiscsi CPU us/cmd | tgtd CPU us/cmd | tgtd-nc CPU us/cmd | librbd-py CPU us/io "
+      "| pyiscsi/tgtd-nc by round |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+def by_round(w):
+    mbs = {(r[0], r[1]): float(r[3]) for r in rows if r[2] == w and r[3] != "-"}
+    rounds = sorted({r[1] for r in rows if r[2] == w}, key=int)
+    return " ".join(f"{mbs[('pyiscsi', n)] / mbs[('tgtd-nc', n)]:.2f}" for n in rounds
+                    if ("pyiscsi", n) in mbs and mbs.get(("tgtd-nc", n)))
 for w in sys.argv[2].split():
     py, tg, nc, lb = (med(t, w, 3) for t in ("pyiscsi", "tgtd", "tgtd-nc", "librbd-py"))
     def cpu(t):
@@ -133,7 +149,7 @@ for w in sys.argv[2].split():
         return statistics.median(vals) if vals else float("nan")
     print(f"| {w} | {py:.1f} | {tg:.1f} | {nc:.1f} | {lb:.1f} | {py / tg:.2f} | {py / nc:.2f} "
           f"| {py / lb:.2f} | {cpu('pyiscsi'):.0f} | {cpu('tgtd'):.0f} | {cpu('tgtd-nc'):.0f} "
-          f"| {cpu('librbd-py'):.0f} |")
+          f"| {cpu('librbd-py'):.0f} | {by_round(w)} |")
 PYEOF
 )
 echo "# medians of $ROUNDS interleaved rounds (MB = 10^6 bytes; CPU per command = target_cpu% / IOPS)"

@@ -170,3 +170,26 @@ def test_missing_image_and_missing_cluster_are_clear_errors(tmp_path: Path,
                     f"log file = {tmp_path}/client.log\n")
     err = _serve_fails(tmp_path, "--lun", f"rbd:rbd/x,size=1M,conf={dead},timeout=3")
     assert "rados_connect: Connection timed out" in err
+
+
+def _io_context_threads() -> int:
+    """Threads of this process librados named ``io_context_pool`` (its completion pool)."""
+    names = (Path(task, "comm").read_text().strip() for task in Path("/proc/self/task").iterdir())
+    return sum(name == "io_context_pool" for name in names)
+
+
+@pytest.mark.parametrize("threads", [None, 3])
+def test_threads_sets_the_completion_pool_of_the_lu(ceph_conf: str, image: str,
+                                                    threads: int | None) -> None:
+    """``threads=N`` is librados's completion pool of the LU's own cluster handle: N threads
+    more in the process while the store is open (1 without the key; Ceph's default is 2)."""
+    from pyiscsi.backstore.spec import open_store, parse_lun_spec
+
+    text = f"rbd:rbd/{image},size=4MiB,conf={ceph_conf}"
+    before = _io_context_threads()
+    store = open_store(parse_lun_spec(text + (f",threads={threads}" if threads else "")))
+    try:
+        assert store.cluster.conf_get("librados_thread_count") == str(threads or 1)  # type: ignore[attr-defined]
+        assert _io_context_threads() - before == (threads or 1)
+    finally:
+        store.close()

@@ -48,10 +48,10 @@ def test_information_only_for_a_miscompare() -> None:
 
 
 def test_rbd_spec_parses_and_formats_back() -> None:
-    text = "rbd:pool/img,size=1GiB,conf=/etc/ceph/x.conf,id=gw1,timeout=5,bs=4096"
+    text = "rbd:pool/img,size=1GiB,conf=/etc/ceph/x.conf,id=gw1,timeout=5,threads=3,bs=4096"
     spec = parse_lun_spec(text)
     assert spec == LunSpec(kind="rbd", image="pool/img", size=1 << 30, conf="/etc/ceph/x.conf",
-                           client="gw1", timeout=5, block_size=4096)
+                           client="gw1", timeout=5, threads=3, block_size=4096)
     assert parse_lun_spec(format_lun_spec(spec)) == spec
     assert parse_lun_spec("rbd:p/i,ro") == LunSpec(kind="rbd", image="p/i", read_only=True)
 
@@ -63,6 +63,9 @@ def test_rbd_spec_parses_and_formats_back() -> None:
     ("rbd:pool/a/b", "expected rbd:POOL/IMAGE"),
     ("rbd:pool/img@snap", "expected rbd:POOL/IMAGE"),
     ("rbd:p/i,timeout=0", "timeout"),
+    ("rbd:p/i,threads=0", "threads"),
+    ("rbd:p/i,threads=x", "threads"),
+    ("file:/x,threads=2", "unknown option"),
     ("rbd:p/i,conf=", "empty"),
     ("rbd:p/i,size=1000", "not a positive multiple of 512"),
     ("rbd:p/i,path=/x", "unknown option"),

@@ -51,6 +51,11 @@ class RbdSpec:
     """Create the image with this size when missing; an existing one must have it."""
     timeout: int = 30
     """Seconds before an OSD or monitor operation fails (``rados_osd_op_timeout``)."""
+    threads: int = 1
+    """librados's completion threads for this image's cluster handle
+    (``librados_thread_count``, Ceph's default 2). The loop polls completions from the
+    eventfd, so these threads only finish librbd's requests (a read's copy into our
+    buffer); one keeps that work on one thread. Every RBD LU has a handle of its own."""
 
 
 Sense = tuple[int, int, int]
@@ -118,7 +123,8 @@ class RbdStore(BackingStore):
         self.name = f"rbd:{spec.pool}/{spec.image}"
         self.stable_name = self.name  # every gateway of the image: one LU identity, shared
         options = {"rbd_cache": "false", "rbd_disable_zero_copy_writes": "false",
-                   "rbd_skip_partial_discard": "false"}
+                   "rbd_skip_partial_discard": "false",
+                   "librados_thread_count": str(spec.threads)}
         self.cluster = librados.Cluster(spec.conf, spec.client, options=options,
                                         timeout=spec.timeout)
         try:

@@ -1,11 +1,11 @@
 """The command-line LUN spec: ``KIND:ARG[,key=value|flag...]``.
 
 ``ram:SIZE``, ``file:PATH[,size=SIZE]`` or ``rbd:POOL/IMAGE[,size=SIZE][,conf=PATH]
-[,id=CLIENT][,timeout=SECONDS]`` (a Ceph RBD image, created when missing and ``size=`` is
-given), with the flag ``ro``, the key ``bs=N`` (512, 1024, 2048 or 4096) and ``shared`` /
-``shared=yes|no``: whether more than one gateway exports the LU (default: yes for a store
-with a cluster-wide name, an ``rbd:`` image; no otherwise; a shared LU refuses reservations,
-see :mod:`pyiscsi.scsi.dispatch`). ``PATH`` is
+[,id=CLIENT][,timeout=SECONDS][,threads=N]`` (a Ceph RBD image, created when missing and
+``size=`` is given), with the flag ``ro``, the key ``bs=N`` (512, 1024, 2048 or 4096) and
+``shared`` / ``shared=yes|no``: whether more than one gateway exports the LU (default: yes
+for a store with a cluster-wide name, an ``rbd:`` image; no otherwise; a shared LU refuses
+reservations, see :mod:`pyiscsi.scsi.dispatch`). ``PATH`` is
 a regular file or a block device (whose size is its own: ``size=`` must then equal it).
 Sizes are bytes or a number with K/M/G/T (or KiB/MiB/GiB/TiB), all powers of 1024. Every
 mistake is a :class:`ValueError` with a one-line message.
@@ -57,6 +57,8 @@ class LunSpec:
     """``rbd``: the cephx client id (None: ``admin``)."""
     timeout: int | None = None
     """``rbd``: seconds before a cluster operation fails (None: 30)."""
+    threads: int | None = None
+    """``rbd``: librados completion threads of the LU's cluster handle (None: 1)."""
     shared: bool | None = None
     """``shared``/``shared=yes|no`` given; None: the store's default."""
 
@@ -132,6 +134,16 @@ def _parse_timeout(text: str) -> int:
     return seconds
 
 
+def _parse_threads(text: str) -> int:
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = 0
+    if not 1 <= threads <= 64:
+        raise ValueError(f"bad threads={text!r}: a count from 1 to 64")
+    return threads
+
+
 def _parse_text(text: str) -> str:
     if not text:
         raise ValueError("an empty value")
@@ -152,7 +164,8 @@ _KEYS: dict[str, dict[str, tuple[str, Callable[[str], object]]]] = {
     "ram": _COMMON,
     "file": {**_COMMON, "size": ("size", parse_size)},
     "rbd": {**_COMMON, "size": ("size", parse_size), "conf": ("conf", _parse_text),
-            "id": ("client", _parse_text), "timeout": ("timeout", _parse_timeout)},
+            "id": ("client", _parse_text), "timeout": ("timeout", _parse_timeout),
+            "threads": ("threads", _parse_threads)},
 }
 """The ``key=value`` options each kind takes: the LunSpec field and its parser."""
 
@@ -191,7 +204,7 @@ def _open_rbd(spec: LunSpec) -> BackingStore:
     assert spec.image is not None
     pool, _, image = spec.image.partition("/")
     rbd = RbdSpec(pool, image, spec.conf, spec.client or "admin", spec.size,
-                  spec.timeout or 30)
+                  spec.timeout or 30, spec.threads or 1)
     try:
         return RbdStore(rbd, spec.block_size, spec.read_only)
     except CephUnavailable as exc:
@@ -226,7 +239,8 @@ def format_lun_spec(spec: LunSpec) -> str:
     elif spec.kind == "rbd":
         text = f"rbd:{spec.image}"
         for key, value in (("size", format_size(spec.size) if spec.size else None),
-                           ("conf", spec.conf), ("id", spec.client), ("timeout", spec.timeout)):
+                           ("conf", spec.conf), ("id", spec.client), ("timeout", spec.timeout),
+                           ("threads", spec.threads)):
             if value is not None:
                 text += f",{key}={value}"
     else:

@@ -114,11 +114,14 @@ run_one() {  # TARGET WORKLOAD ROUND: one line into all.txt
     WARMUP=0 WORKLOADS=$2 TARGET_PID=$pid OUTDIR=$WORK/out "$PEERS/perf.sh" "$url" 2>/dev/null |
         tail -n 1 | sed "s/^/$(printf '%-7s' "$1") $3 /" | tee -a "$WORK/all.txt"
 }
-# Rounds rotate the order (round 1: pyiscsi first; round 2: tgtd first; ...), so that no
-# target always runs right after the same one (e.g. after the baseline's heavy writes).
-TARGETS=(pyiscsi tgtd tgtd-nc librbd-py)
+# Each workload starts with the baseline (librbd from Python, the heaviest run: what follows
+# it finds the cluster busiest), then the three targets in an order that rotates each round, so
+# over 3 rounds (or any multiple) each target runs once right after the baseline, once second
+# and once last.
+TARGETS=(pyiscsi tgtd tgtd-nc)
 for ((r = 1; r <= ROUNDS; r++)); do
     for w in $WORKLOADS; do
+        run_one librbd-py "$w" "$r"
         for ((k = 0; k < ${#TARGETS[@]}; k++)); do
             run_one "${TARGETS[$(((r - 1 + k) % ${#TARGETS[@]}))]}" "$w" "$r"
         done

@@ -124,24 +124,22 @@ def parse_lun_spec(text: str) -> LunSpec:
     return LunSpec(kind=kind, **values)  # type: ignore[arg-type]
 
 
-def _parse_timeout(text: str) -> int:
-    try:
-        seconds = int(text)
-    except ValueError:
-        seconds = 0
-    if not 1 <= seconds <= 3600:
-        raise ValueError(f"bad timeout={text!r}: seconds from 1 to 3600")
-    return seconds
+def _whole_number(key: str, low: int, high: int, what: str) -> Callable[[str], int]:
+    """A parser of ``key=N`` for N from ``low`` to ``high`` (``what``: its unit, for the
+    message)."""
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise ValueError(f"bad {key}={text!r}: {what} from {low} to {high}")
+        return number
+    return parse
 
 
-def _parse_threads(text: str) -> int:
-    try:
-        threads = int(text)
-    except ValueError:
-        threads = 0
-    if not 1 <= threads <= 64:
-        raise ValueError(f"bad threads={text!r}: a count from 1 to 64")
-    return threads
+_parse_timeout = _whole_number("timeout", 1, 3600, "seconds")
+_parse_threads = _whole_number("threads", 1, 64, "a count")
 
 
 def _parse_text(text: str) -> str:

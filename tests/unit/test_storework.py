@@ -286,3 +286,84 @@ def test_write_to_a_store_that_allocates_later_stages_its_immediate_data(
     assert answered(replies(ini)) == [w.itt]
     assert bytes(store.view(16 * 512, 4096)) == b"\x99" * 4096
     nothing_left(ini)
+
+
+class RemoteStore(SlowStore):
+    """A store that is not memory (Ceph RBD): the SCSI layer reads it with READ operations."""
+
+    @property
+    def memory_addressable(self) -> bool:
+        return False
+
+
+@pytest.fixture
+def remote(catalog: Catalog) -> Iterator[tuple[Initiator, RemoteStore]]:
+    store = RemoteStore(1 << 20)
+    store.later = {StoreOpKind.READ, StoreOpKind.WRITE}
+    catalog.targets[TARGET].luns[2] = LogicalUnit(2, store, TARGET)
+    pair = session(catalog)
+    yield pair, store
+    pair.conn.close()
+
+
+def with_data(ini: Initiator, cdb: bytes, data: bytes, lun: int = 2) -> P.ScsiCommand:
+    cmd = P.ScsiCommand(itt=ini.next_itt(), cdb=cdb.ljust(16, b"\0"), expected_length=len(data),
+                        cmdsn=ini.cmdsn, write=True, lun=lun << 48, data_length=len(data))
+    ini.cmdsn += 1
+    feed(ini.conn, wire(cmd, data))
+    return cmd
+
+
+def kinds(reqs: list[StoreRequest]) -> list[list[StoreOpKind]]:
+    return [[op.kind for op in r.ops] for r in reqs]
+
+
+def test_verify_of_a_store_that_is_not_memory_reads_it_off_the_loop(
+        remote: tuple[Initiator, RemoteStore]) -> None:
+    """VERIFY with BYTCHK=1 compares against a READ the transport runs (an RBD read never
+    blocks the event loop); the answer waits for it, a mismatch names its offset."""
+    ini, store = remote
+    store.write(0, bytes(range(256)) * 8)
+    good = with_data(ini, cdb10(0x2F, 0, 4, 0x02), bytes(range(256)) * 8)
+    assert answered(replies(ini)) == []
+    [req] = requests(ini)
+    assert kinds([req]) == [[StoreOpKind.READ]]
+    complete(ini, req)
+    pdus = replies(ini)
+    assert answered(pdus) == [good.itt] and pdus[-1].status == ScsiStatus.GOOD  # type: ignore[attr-defined]
+    wrong = bytearray(range(256)) * 8
+    wrong[700] ^= 0xFF
+    bad = with_data(ini, cdb10(0x2F, 0, 4, 0x02), bytes(wrong))
+    [req] = requests(ini)
+    complete(ini, req)
+    [resp] = [r for r in drain(ini.conn, ini.conn.take_output()[0])
+              if isinstance(r.pdu, P.ScsiResponse)]
+    assert resp.pdu.itt == bad.itt and resp.pdu.status == ScsiStatus.CHECK_CONDITION
+    sense = resp.data[2:]
+    assert sense[2] & 0x0F == 0x0E and int.from_bytes(sense[3:7], "big") == 700  # MISCOMPARE
+    nothing_left(ini)
+
+
+def test_orwrite_holds_its_range_from_the_read_to_the_write(
+        remote: tuple[Initiator, RemoteStore]) -> None:
+    """ORWRITE reads, merges and writes: a WRITE of the same blocks arriving while the read
+    is in flight waits until ORWRITE's write is done, so it is never lost under the merge."""
+    ini, store = remote
+    store.write(0, b"\x0f" * 1024)
+    orw = with_data(ini, struct.pack(">BBQIBB", 0x8B, 0, 0, 2, 0, 0), b"\xf0" * 1024)
+    [read_req] = requests(ini)
+    assert kinds([read_req]) == [[StoreOpKind.READ]]
+    late = with_data(ini, cdb10(0x2A, 0, 2), b"\x55" * 1024)
+    assert requests(ini) == [] and answered(replies(ini)) == []  # the WRITE waits
+    complete(ini, read_req)  # the merge is written; the late WRITE still waits for it
+    [merged] = requests(ini)
+    assert kinds([merged]) == [[StoreOpKind.WRITE]]
+    assert bytes(merged.ops[0].buffer or b"") == b"\xff" * 1024  # 0x0f | 0xf0
+    assert answered(replies(ini)) == []
+    complete(ini, merged)
+    assert answered(replies(ini)) == [orw.itt]
+    [after] = requests(ini)  # now the late WRITE runs
+    complete(ini, after)
+    assert answered(replies(ini)) == [late.itt]
+    assert store.view(0, 1024).tobytes() == b"\x55" * 1024
+    nothing_left(ini)

@@ -61,12 +61,33 @@ def first_difference(a: memoryview, b: memoryview) -> int | None:
 
 
 def _store_bytes(lu: LogicalUnit, offset: int, length: int) -> memoryview:
-    """The store's bytes: its own memory when addressable, else a fresh copy."""
+    """The store's bytes, read on the calling thread (EXTENDED COPY's worker): its own
+    memory when addressable, else a fresh copy."""
     if lu.memory_addressable:
         return lu.store.view(offset, length)
     buffer = memoryview(bytearray(length))
     lu.store.readinto(offset, buffer)
     return buffer
+
+
+def with_stored(lu: LogicalUnit, offset: int, length: int,
+                use: Callable[[memoryview], ScsiResult | StoreWork]) -> ScsiResult | StoreWork:
+    """``use(the store's bytes of the range)``: at once from the store's own memory when it
+    is present, else once a READ (or a fault-in) has run off the event loop, so a file or a
+    Ceph read never stalls the other sessions. The range stays busy from that read until
+    what ``use`` answers has run: the compare of VERIFY and COMPARE AND WRITE, the merge of
+    ORWRITE see bytes no other command changes in between (SBC-4 §5.3, §5.8, §5.33)."""
+    store = lu.store
+    held = ((offset, offset + length),)
+    if lu.memory_addressable:
+        view = store.view(offset, length)
+        if not store.paged or store.resident(offset, length):
+            return use(view)
+        return StoreWork(store, (StoreOp(StoreOpKind.FAULT_IN, offset, length),),
+                         lambda: use(view), holds=held)
+    buffer = store.staging(length)
+    return StoreWork(store, (StoreOp(StoreOpKind.READ, offset, length, buffer),),
+                     lambda: use(buffer), holds=held)
 
 
 # --- READ / WRITE (SBC-3 §5.10-5.13, §5.29-5.32) ---------------------------------------
@@ -103,7 +124,7 @@ def read_handler(decode: LbaCount, protect: bool) -> Handler:
 
 
 def stored(store: BackingStore, offset: int, data: memoryview | bytes, sync: bool,
-           then: Callable[[], ScsiResult] = ScsiResult) -> StoreWork:
+           then: Callable[[], ScsiResult | StoreWork] = ScsiResult) -> StoreWork:
     """The store work of a staged write: WRITE the data, FLUSH after it when ``sync``
     (FUA, or the write cache off), then GOOD or ``then()``."""
     ops = [StoreOp(StoreOpKind.WRITE, offset, len(data), data)]
@@ -238,15 +259,16 @@ def verify_handler(decode: LbaCount) -> Handler:
         length = count * bs if bytchk == 1 else bs
         buffer = memoryview(bytearray(length))
 
-        def compare(received: int) -> ScsiResult:
-            stored = _store_bytes(lu, offset, count * bs)
+        def compare(stored: memoryview) -> ScsiResult:
             expected = buffer if bytchk == 1 else memoryview(bytes(buffer) * count)
             at = first_difference(expected, stored)
             if at is not None:
                 raise ScsiError.miscompare(at)
             return ScsiResult()
 
-        return DataOutPlan(buffer, length, compare, staged=True)
+        return DataOutPlan(buffer, length,
+                           lambda received: with_stored(lu, offset, count * bs, compare),
+                           staged=True)
 
     return verify
 
@@ -444,13 +466,15 @@ def compare_and_write(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | Dat
         return _offloaded_compare_and_write(store, offset, length, sync)
     buffer = memoryview(bytearray(2 * length))
 
-    def complete(received: int) -> StoreWork:
-        at = first_difference(buffer[:length], _store_bytes(lu, offset, length))
+    def compare_then_write(current: memoryview) -> StoreWork:
+        at = first_difference(buffer[:length], current)
         if at is not None:
             raise ScsiError.miscompare(at)
         return stored(lu.store, offset, buffer[length:], sync)
 
-    return DataOutPlan(buffer, 2 * length, complete, staged=True)
+    return DataOutPlan(buffer, 2 * length,
+                       lambda received: with_stored(lu, offset, length, compare_then_write),
+                       staged=True)
 
 
 def _offloaded_compare_and_write(store: BackingStore, offset: int, length: int,

@@ -18,11 +18,11 @@ from .sbc import (
     _CHUNK,
     Handler,
     _check_range,
-    _store_bytes,
     check_data_out_length,
     first_difference,
     flushed,
     stored,
+    with_stored,
 )
 from .sense import ScsiError
 from .task import DataOutPlan, ScsiRequest, ScsiResult, StoreWork
@@ -99,14 +99,16 @@ def write_and_verify_handler(decode: LbaCount) -> Handler:
             else:
                 data = buffer[: min(received, length)]
 
-            def compare() -> ScsiResult:
-                if bytchk:
-                    at = first_difference(data, _store_bytes(lu, offset, len(data)))
-                    if at is not None:
-                        raise ScsiError.miscompare(at)
+            def compare(written: memoryview) -> ScsiResult:
+                at = first_difference(data, written)
+                if at is not None:
+                    raise ScsiError.miscompare(at)
                 return ScsiResult()
 
-            return stored(store, offset, data, True, compare)
+            if not bytchk:
+                return stored(store, offset, data, True)
+            return stored(store, offset, data, True,
+                          lambda: with_stored(lu, offset, len(data), compare))
 
         return DataOutPlan(buffer, size, write_then_compare, staged=True)
 
@@ -126,9 +128,9 @@ def _or_into(target: memoryview, data: memoryview) -> None:
 
 
 def orwrite_handler(decode: LbaCount) -> Handler:
-    """ORWRITE (16): the medium becomes medium OR Data-Out, the read-modify-write done in
-    one step of the event loop, so no other command sees half of it. DPO ignored, FUA
-    (or WCE=0) flushes."""
+    """ORWRITE (16): the medium becomes medium OR Data-Out, the read-modify-write holding its
+    range busy from the read to the write, so no other command sees or changes half of it.
+    DPO ignored, FUA (or WCE=0) flushes."""
 
     def orwrite(lu: LogicalUnit, request: ScsiRequest) -> ScsiResult | DataOutPlan:
         cdb = request.cdb
@@ -140,11 +142,15 @@ def orwrite_handler(decode: LbaCount) -> Handler:
         sync = _flush_after(lu, cdb)
         buffer = memoryview(bytearray(length))
 
-        def or_in(received: int) -> StoreWork:
+        def or_in(received: int) -> ScsiResult | StoreWork:
             n = min(received, length) // bs * bs
-            merged = memoryview(bytearray(_store_bytes(lu, offset, n)))
-            _or_into(merged, buffer[:n])
-            return stored(lu.store, offset, merged, sync)
+
+            def merge(current: memoryview) -> StoreWork:
+                merged = memoryview(bytearray(current))
+                _or_into(merged, buffer[:n])
+                return stored(lu.store, offset, merged, sync)
+
+            return with_stored(lu, offset, n, merge)
 
         return DataOutPlan(buffer, length, or_in, staged=True)
 

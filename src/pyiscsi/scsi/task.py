@@ -107,6 +107,10 @@ class StoreWork:
     """The logical unit's own state refuses every overlapping command while the work runs
     (SANITIZE: NOT READY / SANITIZE IN PROGRESS, SBC-4 §4.11.2): no busy ranges, so such
     commands are answered at once instead of waiting for the end."""
+    holds: tuple[tuple[int, int], ...] = ()
+    """``(start, end)`` byte ranges kept busy although the ops only read them: a read that
+    a compare or a read-modify-write depends on (no other command may change the bytes
+    between the read and what follows it)."""
 
     @property
     def ranges(self) -> list[tuple[int, int]]:
@@ -114,7 +118,7 @@ class StoreWork:
         :attr:`gated` work."""
         if self.gated:
             return []
-        out = []
+        out = list(self.holds)
         for op in self.ops:
             if op.modifying:
                 out.append((op.offset, op.offset + op.length) if op.call is None

@@ -367,3 +367,33 @@ def test_orwrite_holds_its_range_from_the_read_to_the_write(
     assert answered(replies(ini)) == [late.itt]
     assert store.view(0, 1024).tobytes() == b"\x55" * 1024
     nothing_left(ini)
+
+
+def test_compare_and_write_of_a_store_that_is_not_memory_reads_it_off_the_loop(
+        remote: tuple[Initiator, RemoteStore]) -> None:
+    """COMPARE AND WRITE emulated by the target (a store without an atomic one): the compare
+    waits for a READ off the loop, then the write; a mismatch names its offset, writes nothing."""
+    ini, store = remote
+    store.write(0, b"\x11" * 512)
+    caw = struct.pack(">BBQ3xBBB", 0x89, 0, 0, 1, 0, 0)  # 1 block at LBA 0
+    ok = with_data(ini, caw, b"\x11" * 512 + b"\x22" * 512)
+    [read_req] = requests(ini)
+    assert kinds([read_req]) == [[StoreOpKind.READ]]
+    complete(ini, read_req)
+    [write_req] = requests(ini)
+    assert kinds([write_req]) == [[StoreOpKind.WRITE]]
+    complete(ini, write_req)
+    assert answered(replies(ini)) == [ok.itt] and store.view(0, 512).tobytes() == b"\x22" * 512
+    expected = bytearray(b"\x22" * 512)
+    expected[300] = 0
+    bad = with_data(ini, caw, bytes(expected) + b"\x33" * 512)
+    [read_req] = requests(ini)
+    complete(ini, read_req)
+    assert requests(ini) == []
+    [resp] = [r for r in drain(ini.conn, ini.conn.take_output()[0])
+              if isinstance(r.pdu, P.ScsiResponse)]
+    sense = resp.data[2:]
+    assert resp.pdu.itt == bad.itt and sense[2] & 0x0F == 0x0E
+    assert int.from_bytes(sense[3:7], "big") == 300
+    assert store.view(0, 512).tobytes() == b"\x22" * 512
+    nothing_left(ini)

@@ -151,3 +151,48 @@ def test_a_watcher_that_did_not_acknowledge_is_an_error_but_finishes() -> None:
 
     done, error = asyncio.run(go())
     assert done and error is not None and "did not acknowledge" in error
+
+
+class FencedTask:
+    """What :meth:`RadosEventLink._ack_after` needs of a task: its end's waiters."""
+
+    def __init__(self) -> None:
+        self.waiters: list[Any] | None = None
+
+    def end(self) -> None:
+        waiters, self.waiters = self.waiters or [], None
+        for waiter in waiters:
+            waiter(self)
+
+
+def test_a_remote_reset_is_acknowledged_once_the_tasks_it_aborted_have_ended() -> None:
+    """The link asks ``on_event`` what the event aborted here; the acknowledgement (which
+    lets the other gateway answer its reset) waits until those tasks have ended."""
+    async def go() -> None:
+        ioctx = FakeIoCtx()
+        flushed: list[int] = []
+        _, link = make(ioctx, asyncio.get_running_loop(), flushed)
+        tasks = [FencedTask(), FencedTask()]
+        seen: list[tuple[int, int]] = []
+
+        def on_event(lu: LogicalUnit, event: UnitAttentionEvent) -> list[Any]:
+            seen.append((event.asc, event.ascq))
+            return list(tasks) if event.asc == 0x29 else []
+
+        link.on_event = on_event
+        assert ioctx.watcher is not None
+        payload = encode_event(UnitAttentionEvent(0x29, 0x03), "another gateway")
+        await asyncio.to_thread(ioctx.watcher.handler, ioctx.watcher, 7, 99, payload)
+        await asyncio.sleep(0)
+        assert seen == [(0x29, 0x03)] and flushed and "ack 7" not in ioctx.log
+        tasks[0].end()
+        assert "ack 7" not in ioctx.log
+        tasks[1].end()
+        assert ioctx.log[-1] == "ack 7"
+        grown = encode_event(UnitAttentionEvent(0x2A, 0x09), "another gateway")
+        await asyncio.to_thread(ioctx.watcher.handler, ioctx.watcher, 8, 99, grown)
+        await asyncio.sleep(0)
+        assert ioctx.log[-1] == "ack 8"  # nothing aborted: acknowledged at once
+        link.close()
+
+    asyncio.run(go())

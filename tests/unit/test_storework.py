@@ -397,3 +397,36 @@ def test_compare_and_write_of_a_store_that_is_not_memory_reads_it_off_the_loop(
     assert int.from_bytes(sense[3:7], "big") == 300
     assert store.view(0, 512).tobytes() == b"\x22" * 512
     nothing_left(ini)
+
+
+def test_a_reset_by_another_gateway_aborts_this_gateways_tasks_and_fences_their_work(
+        catalog: Catalog, store: SlowStore) -> None:
+    """A LOGICAL UNIT RESET through another gateway of a shared LU ends this gateway's
+    tasks on it too (SAM-5 §6.3), with no response; the ones with store work in flight are
+    answered for the acknowledgement to wait on. Other LUs and other events: untouched."""
+    from pyiscsi.scsi.lu_events import UnitAttentionEvent
+    from pyiscsi.target.tmf import reset_by_another_gateway
+
+    a, b = session(catalog), session(catalog, isid=0x400000000002)
+    store.later = {StoreOpKind.FLUSH}
+    lu = catalog.targets[TARGET].luns[0]
+    w1 = write(a, 0, b"\x01" * 4096, fua=True)  # flushing: its store work is in flight
+    w2 = write(b, 64, b"\x02" * 4096, fua=True)
+    other = write(a, 0, b"\x03" * 512, lun=1, fua=True)  # LUN 1 is RAM: done at once
+    assert answered(replies(a)) == [other.itt]
+    in_flight = requests(a) + requests(b)
+    assert len(in_flight) == 2
+    grown = UnitAttentionEvent(0x2A, 0x09)
+    assert reset_by_another_gateway(catalog, lu, grown) == []  # not a reset
+    fenced = reset_by_another_gateway(catalog, lu, UnitAttentionEvent(0x29, 0x03))
+    assert sorted(t.itt for t in fenced) == sorted([w1.itt, w2.itt])
+    ended: list[int] = []
+    for task in fenced:
+        task.waiters = [lambda t: ended.append(t.itt)]
+    for request, pair in zip(in_flight, (a, b), strict=True):
+        complete(pair, request)
+    assert sorted(ended) == sorted([w1.itt, w2.itt])
+    assert answered(replies(a)) == [] and answered(replies(b)) == []  # TAS=0: no status
+    for pair in (a, b):
+        nothing_left(pair)
+        pair.conn.close()

@@ -13,6 +13,7 @@ from ..scsi.lun import LogicalUnit
 from ..transport.lu_watch import EventLinks
 from ..transport.store_runner import StoreRunner
 from ..transport.stream import StreamProtocol
+from . import tmf
 from .catalog import Catalog
 from .connection import TargetConnection
 
@@ -36,7 +37,9 @@ class TargetServer:
     def open_event_links(self) -> None:
         """Watch the events object of every shared RBD LU (OSError: none stays open);
         LUs added later get theirs from :meth:`attach_events`."""
-        links = EventLinks(asyncio.get_running_loop(), self.poke)
+        links = EventLinks(asyncio.get_running_loop(), self.poke,
+                           lambda lu, event: tmf.reset_by_another_gateway(self.catalog, lu,
+                                                                         event))
         links.attach_all(self.catalog)
         self.event_links = links
 

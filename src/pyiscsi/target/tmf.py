@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 from ..proto import pdu as P
 from ..proto.serial import sn_le, sn_lt
 from ..proto.wire import TmfFunction, TmfResponse
-from ..scsi.lu_events import Delivery
+from ..scsi.lu_events import Delivery, LuEvent
 from ..scsi.sense import Asc
 from ..scsi.task import lun_from_field
 from ..scsi.unit_attention import RESET_ASC, ResetKind
 
 if TYPE_CHECKING:
+    from ..scsi.lun import LogicalUnit
+    from .catalog import Catalog
     from .connection import TargetConnection
     from .task import Task
 
@@ -130,6 +132,31 @@ def reset_handler(kind: ResetKind) -> Handler:
         return TmfResponse.FUNCTION_COMPLETE
 
     return reset
+
+
+RESET_OF_ASC = {asc: kind for kind, asc in RESET_ASC.items()}
+"""The reset each reset unit attention reports (29h/01h-03h)."""
+
+
+def reset_by_another_gateway(catalog: Catalog, lu: LogicalUnit, event: LuEvent) -> list[Task]:
+    """Another gateway of a shared LU reset it: its reset unit attention arrived
+    (:meth:`LogicalUnit.receive` established it). A LOGICAL UNIT RESET aborts the tasks of
+    every I_T nexus of the LU (SAM-5 §6.3; a target reset every LU's, §6.4-6.5), those that
+    came in through this gateway too: they end here as that gateway's own did, with no
+    response (TAS=0), and the LU's state resets. Answers the aborted tasks whose store work
+    is still in flight: the acknowledgement of the event waits for them, so the other
+    gateway answers its reset only once no write of theirs can land after it. Other events
+    abort nothing. (This gateway's sessions stay: a cold reset ends the sessions of the
+    target port it came through.)"""
+    kind = RESET_OF_ASC.get((event.asc, event.ascq))
+    target = catalog.targets.get(lu.target_name)
+    if kind is None or target is None or target.luns.get(lu.number) is not lu:
+        return []
+    fence: list[Task] = []
+    for session in catalog.sessions_of(target):
+        session.abort_tasks({lu.number}, fence)
+    lu.reset(kind)
+    return fence
 
 
 def task_reassign(conn: TargetConnection, pdu: P.TaskMgmtRequest,

@@ -11,7 +11,10 @@ the connections send what waited for it (a task management response).
 Watch callbacks arrive on a librados thread; they are handed to the loop with
 ``call_soon_threadsafe``, where the event is applied (:meth:`LogicalUnit.receive`, never
 published again) *before* the notify is acknowledged: once the publisher's notify returns,
-every other gateway's sessions will see the unit attention on their next command. A
+every other gateway's sessions will see the unit attention on their next command. A reset's
+unit attention also aborts this gateway's tasks on the LU (``on_event``,
+:func:`~pyiscsi.target.tmf.reset_by_another_gateway`), and the acknowledgement waits until
+their store work in flight has completed: the publisher's reset response comes after it. A
 gateway's own notifies come back to its watch too (it watches the object it notifies): it
 recognises its ``origin`` and only acknowledges them.
 """
@@ -34,6 +37,15 @@ from ..scsi.lun import LogicalUnit
 
 if TYPE_CHECKING:
     from ..target.catalog import Catalog
+    from ..target.task import Task
+
+OnEvent = Callable[[LogicalUnit, LuEvent], "list[Task]"]
+"""``on_event(lu, event)`` after another gateway's event was applied: the tasks whose end
+the acknowledgement must wait for (a reset aborts this gateway's tasks on the LU)."""
+
+
+def _nothing_to_wait_for(lu: LogicalUnit, event: LuEvent) -> list[Task]:
+    return []
 
 log = logging.getLogger("pyiscsi.gateway")
 
@@ -55,8 +67,10 @@ class RadosEventLink:
 
     def __init__(self, lu: LogicalUnit, ioctx: IoCtx, oid: str,
                  loop: asyncio.AbstractEventLoop, flush: Callable[[], None] = lambda: None,
-                 *, timeout_ms: int = NOTIFY_TIMEOUT_MS) -> None:
+                 *, timeout_ms: int = NOTIFY_TIMEOUT_MS,
+                 on_event: OnEvent = _nothing_to_wait_for) -> None:
         self.lu = lu
+        self.on_event = on_event
         self.ioctx = ioctx
         self.oid = oid
         self.loop = loop
@@ -127,6 +141,31 @@ class RadosEventLink:
                 self.received += 1
                 log.info("LUN %d: unit attention %02Xh/%02Xh raised by another gateway",
                          self.lu.number, event.asc, event.ascq)
+                fenced = self.on_event(self.lu, event)
+                self.flush()  # the aborted tasks' window slides
+                if fenced:
+                    log.info("LUN %d: the reset aborted %d task(s) here with store work in "
+                             "flight; acknowledging once they have ended", self.lu.number,
+                             len(fenced))
+                    self._ack_after(fenced, watch, notify_id)
+                    return
+        self._ack(watch, notify_id)
+
+    def _ack_after(self, fenced: list[Task], watch: Watch, notify_id: int) -> None:
+        """Acknowledge once every task in ``fenced`` has ended (its store work completed)."""
+        waiting = {id(task) for task in fenced}
+
+        def ended(task: Task) -> None:
+            waiting.discard(id(task))
+            if not waiting:
+                self._ack(watch, notify_id)
+
+        for task in fenced:
+            if task.waiters is None:
+                task.waiters = []
+            task.waiters.append(ended)
+
+    def _ack(self, watch: Watch, notify_id: int) -> None:
         try:
             watch.ack(notify_id)
         except CephError as exc:
@@ -163,10 +202,11 @@ class RadosEventLink:
 
 
 def open_link(lu: LogicalUnit, cluster: Cluster, pool: str, image: str,
-              loop: asyncio.AbstractEventLoop,
-              flush: Callable[[], None] = lambda: None) -> RadosEventLink:
+              loop: asyncio.AbstractEventLoop, flush: Callable[[], None] = lambda: None,
+              on_event: OnEvent = _nothing_to_wait_for) -> RadosEventLink:
     """Watch ``pyiscsi.<image>`` in ``pool`` for ``lu`` and become its link. CephError."""
-    link = RadosEventLink(lu, cluster.ioctx(pool), events_object(image), loop, flush)
+    link = RadosEventLink(lu, cluster.ioctx(pool), events_object(image), loop, flush,
+                          on_event=on_event)
     try:
         link.start()
     except BaseException:
@@ -180,9 +220,11 @@ class EventLinks:
     ``pyiscsi admin add-lun``), closed when it is removed and at the end."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
-                 flush: Callable[[], None] = lambda: None) -> None:
+                 flush: Callable[[], None] = lambda: None,
+                 on_event: OnEvent = _nothing_to_wait_for) -> None:
         self.loop = loop
         self.flush = flush
+        self.on_event = on_event
         self._links: dict[int, RadosEventLink] = {}
         """By ``id`` of their LU."""
 
@@ -195,7 +237,8 @@ class EventLinks:
         store = lu.store
         if isinstance(store, RbdStore):
             self._links[id(lu)] = open_link(lu, store.cluster, store.spec.pool,
-                                            store.spec.image, self.loop, self.flush)
+                                            store.spec.image, self.loop, self.flush,
+                                            self.on_event)
         else:
             log.warning("LUN %d of %s is shared but its store is not in a cluster: its "
                         "unit attentions stay on this gateway", lu.number, lu.target_name)

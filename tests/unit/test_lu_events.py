@@ -14,6 +14,7 @@ from pyiscsi.scsi.lu_events import (
     SHARED_ATTENTIONS,
     Delivery,
     LuEvent,
+    TaskSetClearedEvent,
     UnitAttentionEvent,
     decode_event,
     encode_event,
@@ -44,6 +45,9 @@ def make_lu() -> LogicalUnit:
 def test_codec_round_trip_and_origin() -> None:
     payload = encode_event(UnitAttentionEvent(0x29, 0x03), "gw-a")
     assert decode_event(payload) == ("gw-a", UnitAttentionEvent(0x29, 0x03))
+    cleared = encode_event(TaskSetClearedEvent(), "gw-b")
+    assert cleared == b'{"pyiscsi":1,"origin":"gw-b","clear":true}'
+    assert decode_event(cleared) == ("gw-b", TaskSetClearedEvent())
 
 
 @pytest.mark.parametrize("payload", [
@@ -53,6 +57,8 @@ def test_codec_round_trip_and_origin() -> None:
     b'{"pyiscsi": 1, "origin": "a", "ua": [41, 300]}',
     b'{"pyiscsi": 1, "origin": "a", "ua": [41, true]}',
     b'{"pyiscsi": 1, "origin": "a", "ua": [63, 14]}',  # REPORTED LUNS DATA CHANGED: not shared
+    b'{"pyiscsi": 1, "origin": "a", "clear": 1}',
+    b'{"pyiscsi": 1, "origin": "a", "clear": true, "ua": [41, 3]}',
 ])
 def test_decode_refuses_what_is_not_a_shared_event(payload: bytes) -> None:
     with pytest.raises(ValueError):
@@ -143,3 +149,47 @@ def test_remote_reset_reaches_a_local_session(ini: Initiator) -> None:
     assert isinstance(reply.pdu, P.ScsiResponse) and reply.pdu.status == 0x02  # CHECK COND.
     sense = reply.data[2:]
     assert (sense[2] & 0x0F, sense[12], sense[13]) == (0x06, 0x29, 0x03)
+
+
+def test_clear_task_set_response_waits_for_the_other_gateways(ini: Initiator) -> None:
+    """CLEAR TASK SET of a shared LU is published to the other gateways (their sessions'
+    tasks are in the same task set, TST=000b) and answered once they acknowledged."""
+    lu = ini.conn.catalog.targets[TARGET].luns[0]
+    link = FakeLink()
+    lu.events = link
+    feed(ini.conn, wire(P.TaskMgmtRequest(itt=0x601, function=TmfFunction.CLEAR_TASK_SET,
+                                          lun=0, cmdsn=ini.cmdsn)))
+    assert drain(ini.conn) == []
+    ((event, delivery),) = link.published
+    assert event == TaskSetClearedEvent()
+    delivery.finish()
+    (reply,) = drain(ini.conn)
+    assert isinstance(reply.pdu, P.TaskMgmtResponse) and reply.pdu.response == 0
+
+
+def test_a_clear_from_another_gateway_aborts_and_tells_the_nexuses_that_had_tasks() -> None:
+    """Received, a cleared task set aborts this gateway's tasks on the LU (none answered)
+    and gives COMMANDS CLEARED BY ANOTHER INITIATOR (2Fh/00h) to each nexus that had any;
+    a session with nothing there gets no unit attention. Other LUs keep their tasks."""
+    from pyiscsi.target.tmf import after_another_gateway
+
+    catalog = make_catalog()
+    busy, idle = Initiator(TargetConnection(catalog, "b")), Initiator(
+        TargetConnection(catalog, "i"), isid=0x400000000002)
+    for pair in (busy, idle):
+        pair.login()
+    lu = catalog.targets[TARGET].luns[0]
+    held = busy.cmdsn
+    busy.cmdsn += 1  # a gap: the next command is held, a task on LUN 0 that has not run
+    busy.command(struct.pack(">6B", 0, 0, 0, 0, 0, 0))  # TEST UNIT READY, held
+    assert len(busy.conn.tasks) == 1
+    assert after_another_gateway(catalog, lu, TaskSetClearedEvent()) == []
+    assert all(task.aborted for task in busy.conn.tasks.values())
+    assert lu.attentions.pending(busy.conn.session.nexus) == 1  # type: ignore[union-attr]
+    assert lu.attentions.pending(idle.conn.session.nexus) == 0  # type: ignore[union-attr]
+    busy.cmdsn = held  # the gap closes: the aborted command is taken, never answered
+    busy.command(struct.pack(">6B", 0, 0, 0, 0, 0, 0))
+    statuses = [r.pdu for r in drain(busy.conn) if isinstance(r.pdu, P.ScsiResponse)]
+    assert len(statuses) == 1 and statuses[0].status == 0x02  # the UA, for the new one
+    for pair in (busy, idle):
+        pair.conn.close()

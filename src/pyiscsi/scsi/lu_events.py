@@ -39,8 +39,15 @@ class UnitAttentionEvent:
     ascq: int
 
 
-LuEvent = UnitAttentionEvent
-"""Every event kind a gateway publishes (one so far)."""
+@dataclass(frozen=True, slots=True)
+class TaskSetClearedEvent:
+    """CLEAR TASK SET came through another gateway (SAM-5 §7.5): the LU's task set is one
+    for all I_T nexuses (TST=000b), so every gateway aborts its tasks on the LU and gives
+    COMMANDS CLEARED BY ANOTHER INITIATOR to each of its nexuses that had any."""
+
+
+LuEvent = UnitAttentionEvent | TaskSetClearedEvent
+"""Every event kind a gateway publishes."""
 
 SHARED_ATTENTIONS: frozenset[tuple[int, int]] = frozenset({
     *RESET_ASC.values(),  # 29h/01h-03h: the logical unit was reset (SAM-5 §6.3, §6.4)
@@ -82,11 +89,23 @@ class EventLink(Protocol):
         ...  # pragma: no cover
 
 
+def describe(event: LuEvent) -> str:
+    """``event`` in a log line."""
+    if isinstance(event, TaskSetClearedEvent):
+        return "CLEAR TASK SET"
+    return f"unit attention {event.asc:02X}h/{event.ascq:02X}h"
+
+
 def encode_event(event: LuEvent, origin: str) -> bytes:
-    """The notify payload: ``{"pyiscsi": 1, "origin": ..., "ua": [asc, ascq]}``; ``origin``
-    names the publishing gateway, so it can ignore its own notifies."""
-    return json.dumps({"pyiscsi": EVENT_FORMAT, "origin": origin,
-                       "ua": [event.asc, event.ascq]}, separators=(",", ":")).encode()
+    """The notify payload: ``{"pyiscsi": 1, "origin": ..., "ua": [asc, ascq]}`` or
+    ``{..., "clear": true}``; ``origin`` names the publishing gateway, so it can ignore its
+    own notifies."""
+    body: dict[str, object] = {"pyiscsi": EVENT_FORMAT, "origin": origin}
+    if isinstance(event, TaskSetClearedEvent):
+        body["clear"] = True
+    else:
+        body["ua"] = [event.asc, event.ascq]
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def decode_event(payload: bytes) -> tuple[str, LuEvent]:
@@ -99,6 +118,10 @@ def decode_event(payload: bytes) -> tuple[str, LuEvent]:
     if not isinstance(data, dict) or data.get("pyiscsi") != EVENT_FORMAT:
         raise ValueError("not a pyiscsi event of format 1")
     origin, ua = data.get("origin"), data.get("ua")
+    if "clear" in data:
+        if not isinstance(origin, str) or ua is not None or data["clear"] is not True:
+            raise ValueError(f"bad pyiscsi event {data!r}")
+        return origin, TaskSetClearedEvent()
     if (not isinstance(origin, str) or not isinstance(ua, list) or len(ua) != 2
             or not all(type(v) is int and 0 <= v <= 0xFF for v in ua)):
         raise ValueError(f"bad pyiscsi event {data!r}")

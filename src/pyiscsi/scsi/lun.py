@@ -194,8 +194,15 @@ class LogicalUnit:
         return self.events.publish(UnitAttentionEvent(asc, ascq))
 
     def receive(self, event: LuEvent) -> None:
-        """Another gateway raised ``event``: applied here only, never published again."""
-        self.attentions.establish(event.asc, event.ascq)
+        """Another gateway raised ``event``: applied here only, never published again (a
+        unit attention; what a cleared task set does here is the target's, which knows
+        the sessions: :func:`~pyiscsi.target.tmf.after_another_gateway`)."""
+        if isinstance(event, UnitAttentionEvent):
+            self.attentions.establish(event.asc, event.ascq)
+
+    def publish(self, event: LuEvent) -> Delivery | None:
+        """Send ``event`` to the other gateways (None: no link)."""
+        return self.events.publish(event) if self.events is not None else None
 
     @property
     def read_only(self) -> bool:

@@ -38,8 +38,7 @@ class TargetServer:
         """Watch the events object of every shared RBD LU (OSError: none stays open);
         LUs added later get theirs from :meth:`attach_events`."""
         links = EventLinks(asyncio.get_running_loop(), self.poke,
-                           lambda lu, event: tmf.reset_by_another_gateway(self.catalog, lu,
-                                                                         event))
+                           lambda lu, event: tmf.after_another_gateway(self.catalog, lu, event))
         links.attach_all(self.catalog)
         self.event_links = links
 

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 from ..proto import pdu as P
 from ..proto.serial import sn_le, sn_lt
 from ..proto.wire import TmfFunction, TmfResponse
-from ..scsi.lu_events import Delivery, LuEvent
+from ..scsi.lu_events import Delivery, LuEvent, TaskSetClearedEvent, UnitAttentionEvent
 from ..scsi.sense import Asc
 from ..scsi.task import lun_from_field
 from ..scsi.unit_attention import RESET_ASC, ResetKind
 
 if TYPE_CHECKING:
     from ..scsi.lun import LogicalUnit
-    from .catalog import Catalog
+    from .catalog import Catalog, Target
     from .connection import TargetConnection
     from .task import Task
 
@@ -91,18 +91,29 @@ def clear_task_set(conn: TargetConnection, pdu: P.TaskMgmtRequest,
     nexus with nothing in the task set, and the one that sent the function, get none.
     The response waits for the aborted tasks' store work in flight (``fence``).
 
-    Tasks sent through other gateways of a shared LU are theirs to clear: this reaches the
-    sessions of this process."""
+    The other gateways of a shared LU clear theirs alike (:class:`TaskSetClearedEvent`,
+    :func:`after_another_gateway`), and the response waits until they have."""
     target = conn.target
     lun = lun_from_field(pdu.lun)
     if target is None or lun not in target.luns:
         return TmfResponse.LUN_DOES_NOT_EXIST
-    cleared = [session.nexus for session in conn.catalog.sessions_of(target)
-               if session.abort_tasks({lun}, fence.tasks) and session is not conn.session]
+    lu = target.luns[lun]
+    _clear_task_set(conn.catalog, target, lu, fence.tasks, keep=conn.session)
+    delivery = lu.publish(TaskSetClearedEvent())
+    if delivery is not None:
+        fence.deliveries.append(delivery)
+    return TmfResponse.FUNCTION_COMPLETE
+
+
+def _clear_task_set(catalog: Catalog, target: Target, lu: LogicalUnit, fence: list[Task],
+                    keep: object = None) -> None:
+    """Abort every session's tasks on ``lu``; COMMANDS CLEARED BY ANOTHER INITIATOR to each
+    I_T nexus that had any, but ``keep`` (the session that asked)."""
+    cleared = [session.nexus for session in catalog.sessions_of(target)
+               if session.abort_tasks({lu.number}, fence) and session is not keep]
     if cleared:
         ua = CLEARED_BY_ANOTHER_INITIATOR
-        target.luns[lun].attentions.establish(ua.asc, ua.ascq, only=cleared)
-    return TmfResponse.FUNCTION_COMPLETE
+        lu.attentions.establish(ua.asc, ua.ascq, only=cleared)
 
 
 def reset_handler(kind: ResetKind) -> Handler:
@@ -138,6 +149,23 @@ RESET_OF_ASC = {asc: kind for kind, asc in RESET_ASC.items()}
 """The reset each reset unit attention reports (29h/01h-03h)."""
 
 
+def after_another_gateway(catalog: Catalog, lu: LogicalUnit, event: LuEvent) -> list[Task]:
+    """What another gateway's event on a shared LU does to this gateway's tasks (after
+    :meth:`LogicalUnit.receive` applied it): a reset or a cleared task set aborts them.
+    Answers the aborted tasks whose store work is still in flight: the acknowledgement of
+    the event waits for them, so the other gateway answers its task management function
+    only once no write of theirs can land after it."""
+    target = catalog.targets.get(lu.target_name)
+    if target is None or target.luns.get(lu.number) is not lu:
+        return []
+    fence: list[Task] = []
+    if isinstance(event, TaskSetClearedEvent):
+        _clear_task_set(catalog, target, lu, fence)
+    elif isinstance(event, UnitAttentionEvent):
+        fence = reset_by_another_gateway(catalog, lu, event)
+    return fence
+
+
 def reset_by_another_gateway(catalog: Catalog, lu: LogicalUnit, event: LuEvent) -> list[Task]:
     """Another gateway of a shared LU reset it: its reset unit attention arrived
     (:meth:`LogicalUnit.receive` established it). A LOGICAL UNIT RESET aborts the tasks of
@@ -148,6 +176,8 @@ def reset_by_another_gateway(catalog: Catalog, lu: LogicalUnit, event: LuEvent) 
     gateway answers its reset only once no write of theirs can land after it. Other events
     abort nothing. (This gateway's sessions stay: a cold reset ends the sessions of the
     target port it came through.)"""
+    if not isinstance(event, UnitAttentionEvent):
+        return []
     kind = RESET_OF_ASC.get((event.asc, event.ascq))
     target = catalog.targets.get(lu.target_name)
     if kind is None or target is None or target.luns.get(lu.number) is not lu:

@@ -13,7 +13,8 @@ Watch callbacks arrive on a librados thread; they are handed to the loop with
 published again) *before* the notify is acknowledged: once the publisher's notify returns,
 every other gateway's sessions will see the unit attention on their next command. A reset's
 unit attention also aborts this gateway's tasks on the LU (``on_event``,
-:func:`~pyiscsi.target.tmf.reset_by_another_gateway`), and the acknowledgement waits until
+:func:`~pyiscsi.target.tmf.after_another_gateway`; a CLEAR TASK SET alike), and the
+acknowledgement waits until
 their store work in flight has completed: the publisher's reset response comes after it. A
 gateway's own notifies come back to its watch too (it watches the object it notifies): it
 recognises its ``origin`` and only acknowledges them.
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 from ..backstore.rbd import RbdStore
 from ..ceph.errors import CephError
 from ..ceph.librados import Cluster, IoCtx, NotifyResult, Watch
-from ..scsi.lu_events import Delivery, LuEvent, decode_event, encode_event
+from ..scsi.lu_events import Delivery, LuEvent, decode_event, describe, encode_event
 from ..scsi.lun import LogicalUnit
 
 if TYPE_CHECKING:
@@ -113,9 +114,8 @@ class RadosEventLink:
         except CephError as exc:
             error = str(exc)
         if error is not None:
-            log.warning("unit attention %02Xh/%02Xh for LUN %d may not have reached every "
-                        "gateway: %s", delivery.event.asc, delivery.event.ascq,
-                        self.lu.number, error)
+            log.warning("%s for LUN %d may not have reached every gateway: %s",
+                        describe(delivery.event), self.lu.number, error)
         delivery.finish(error)
         self.flush()
 
@@ -139,12 +139,12 @@ class RadosEventLink:
             if origin != self.origin:
                 self.lu.receive(event)
                 self.received += 1
-                log.info("LUN %d: unit attention %02Xh/%02Xh raised by another gateway",
-                         self.lu.number, event.asc, event.ascq)
+                log.info("LUN %d: %s from another gateway", self.lu.number,
+                         describe(event))
                 fenced = self.on_event(self.lu, event)
                 self.flush()  # the aborted tasks' window slides
                 if fenced:
-                    log.info("LUN %d: the reset aborted %d task(s) here with store work in "
+                    log.info("LUN %d: that aborted %d task(s) here with store work in "
                              "flight; acknowledging once they have ended", self.lu.number,
                              len(fenced))
                     self._ack_after(fenced, watch, notify_id)

@@ -41,6 +41,8 @@ _SERVER_COUNTERS = (
     ("sessions_created", "sessions_created", "Sessions created by a leading login"),
     ("connections", "connections_accepted", "TCP connections accepted"),
     ("r2ts", "r2ts", "R2T PDUs sent"),
+    ("remote_aborts", "remote_aborts",
+     "Commands aborted by a reset or CLEAR TASK SET through another gateway"),
     ("protocol_errors", "protocol_errors", "Connections closed for a protocol error"),
     ("internal_errors", "internal_errors", "Exceptions that escaped a connection's handler"),
     ("untrusted_headers", "untrusted_headers", "Headers whose lengths could not be trusted"),

@@ -60,6 +60,9 @@ def gateways(ceph_conf: str, tmp_path_factory: pytest.TempPathFactory
             ioctx.close()
 
 
+MiB = 1 << 20
+
+
 def port_of(server: Server) -> int:
     return int(server.url.split("/")[2].rsplit(":", 1)[1])
 
@@ -155,6 +158,47 @@ def test_lun_reset_on_a_is_a_unit_attention_on_b(gateways: tuple[Server, Server]
     assert response == 0  # Function complete
     assert error is not None and error.sense is not None
     assert (error.sense.key, error.sense.asc, error.sense.ascq) == (0x06, 0x29, 0x03)
+
+
+@pytest.mark.parametrize("function", [TmfFunction.LOGICAL_UNIT_RESET,
+                                      TmfFunction.CLEAR_TASK_SET])
+def test_a_task_management_function_on_a_aborts_the_writes_in_flight_on_b(
+        gateways: tuple[Server, Server], function: TmfFunction) -> None:
+    """The LU has one task set for every path: a LOGICAL UNIT RESET or CLEAR TASK SET
+    through A aborts the commands B is running (B counts them in ``remote_aborts``), and A
+    answers once B's aborted writes have left librbd. B's initiator never gets a status for
+    them (TAS=0): its commands are cancelled here, as its own timeout would."""
+    before = gateways[1].fresh_stats()["remote_aborts"]
+
+    async def go() -> int:
+        async with await client.connect(gateways[1].url) as b:
+            b.session.unit_attention_retries = 0
+            slots = asyncio.Semaphore(16)
+            writes: list[asyncio.Future[int]] = []
+
+            async def keep_writing() -> None:  # 16 writes of 1 MiB always on their way
+                for i in range(1 << 20):
+                    await slots.acquire()
+                    # from 4 MiB on: libiscsi's MultipathIO.CompareAndWrite (later in this
+                    # module) expects block 256, which it never writes, to read zeros
+                    w = asyncio.ensure_future(b.write(8192 + i % 48 * 2048,
+                                                      bytes([1 + i % 250]) * MiB))
+                    w.add_done_callback(lambda _: slots.release())
+                    writes.append(w)
+
+            writer = asyncio.ensure_future(keep_writing())
+            await asyncio.sleep(0.3)
+            async with await client.connect(gateways[0].url) as a:
+                response = await a.session.task_management(function)
+            writer.cancel()
+            await asyncio.wait(writes, timeout=1)
+            for w in [writer, *writes]:
+                w.cancel()
+            await asyncio.gather(writer, *writes, return_exceptions=True)
+            return response
+
+    assert run(go()) == 0  # Function complete
+    assert gateways[1].fresh_stats()["remote_aborts"] > before
 
 
 @pytest.mark.parametrize("cdb", ["16 00 00 00 00 00", "17 00 00 00 00 00",

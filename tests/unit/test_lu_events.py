@@ -185,6 +185,7 @@ def test_a_clear_from_another_gateway_aborts_and_tells_the_nexuses_that_had_task
     assert len(busy.conn.tasks) == 1
     assert after_another_gateway(catalog, lu, TaskSetClearedEvent()) == []
     assert all(task.aborted for task in busy.conn.tasks.values())
+    assert catalog.state.events.remote_aborts == 1
     assert lu.attentions.pending(busy.conn.session.nexus) == 1  # type: ignore[union-attr]
     assert lu.attentions.pending(idle.conn.session.nexus) == 0  # type: ignore[union-attr]
     busy.cmdsn = held  # the gap closes: the aborted command is taken, never answered

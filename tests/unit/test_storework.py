@@ -420,6 +420,7 @@ def test_a_reset_by_another_gateway_aborts_this_gateways_tasks_and_fences_their_
     assert reset_by_another_gateway(catalog, lu, grown) == []  # not a reset
     fenced = reset_by_another_gateway(catalog, lu, UnitAttentionEvent(0x29, 0x03))
     assert sorted(t.itt for t in fenced) == sorted([w1.itt, w2.itt])
+    assert catalog.state.events.remote_aborts == 2
     ended: list[int] = []
     for task in fenced:
         task.waiters = [lambda t: ended.append(t.itt)]

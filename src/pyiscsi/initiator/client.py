@@ -146,7 +146,8 @@ class Session:
     """One logged-in iSCSI session over one connection (ERL 0)."""
 
     unit_attention_retries = 4
-    """Times a command is sent when the target answers UNIT ATTENTION (then reported)."""
+    """Times a command is sent when the target answers UNIT ATTENTION (then reported; 0 or 1:
+    sent once, the unit attention reported at once)."""
 
     def __init__(self, protocol: _Protocol) -> None:
         self._protocol = protocol
@@ -204,7 +205,7 @@ class Session:
         dout = (data_out if type(data_out) is memoryview and data_out.format == "B" else
                 memoryview(data_out).cast("B") if data_out is not None else None)
         field = scsi.lun_field(lun)
-        for _ in range(self.unit_attention_retries):
+        for _ in range(max(1, self.unit_attention_retries)):  # sent once at least
             outcome: ScsiOutcome = await self._run(Task(
                 Kind.SCSI, cdb=cdb, lun=field, data_in=din, data_out=dout))
             if outcome.status != ScsiStatus.CHECK_CONDITION or outcome.response:

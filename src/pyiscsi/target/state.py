@@ -35,6 +35,9 @@ class EngineCounters:
     """Logins refused (authentication, authorization, unknown target, limits)."""
     sessions: int = 0
     """Sessions created (leading logins; reinstatements included)."""
+    remote_aborts: int = 0
+    """Commands aborted here by a reset or CLEAR TASK SET that came through another gateway
+    of a shared LU."""
     rejects: Counter[tuple[int, int]] = field(default_factory=Counter)
     """Reject PDUs sent, by (opcode of the refused PDU, reason) (RFC 7143 §11.17.1)."""
 
@@ -68,4 +71,5 @@ class ServerState:
                 "r2ts": self.events.r2ts,
                 "logins": self.events.logins,
                 "login_failures": self.events.login_failures,
+                "remote_aborts": self.events.remote_aborts,
                 "rejects": sum(self.events.rejects.values())}

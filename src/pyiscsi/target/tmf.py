@@ -106,14 +106,17 @@ def clear_task_set(conn: TargetConnection, pdu: P.TaskMgmtRequest,
 
 
 def _clear_task_set(catalog: Catalog, target: Target, lu: LogicalUnit, fence: list[Task],
-                    keep: object = None) -> None:
+                    keep: object = None) -> int:
     """Abort every session's tasks on ``lu``; COMMANDS CLEARED BY ANOTHER INITIATOR to each
-    I_T nexus that had any, but ``keep`` (the session that asked)."""
-    cleared = [session.nexus for session in catalog.sessions_of(target)
-               if session.abort_tasks({lu.number}, fence) and session is not keep]
+    I_T nexus that had any, but ``keep`` (the session that asked). Answers how many
+    commands it aborted."""
+    counts = [(session, session.abort_tasks({lu.number}, fence))
+              for session in catalog.sessions_of(target)]
+    cleared = [session.nexus for session, n in counts if n and session is not keep]
     if cleared:
         ua = CLEARED_BY_ANOTHER_INITIATOR
         lu.attentions.establish(ua.asc, ua.ascq, only=cleared)
+    return sum(n for _, n in counts)
 
 
 def reset_handler(kind: ResetKind) -> Handler:
@@ -160,7 +163,7 @@ def after_another_gateway(catalog: Catalog, lu: LogicalUnit, event: LuEvent) -> 
         return []
     fence: list[Task] = []
     if isinstance(event, TaskSetClearedEvent):
-        _clear_task_set(catalog, target, lu, fence)
+        catalog.state.events.remote_aborts += _clear_task_set(catalog, target, lu, fence)
     elif isinstance(event, UnitAttentionEvent):
         fence = reset_by_another_gateway(catalog, lu, event)
     return fence
@@ -184,7 +187,7 @@ def reset_by_another_gateway(catalog: Catalog, lu: LogicalUnit, event: LuEvent) 
         return []
     fence: list[Task] = []
     for session in catalog.sessions_of(target):
-        session.abort_tasks({lu.number}, fence)
+        catalog.state.events.remote_aborts += session.abort_tasks({lu.number}, fence)
     lu.reset(kind)
     return fence
 

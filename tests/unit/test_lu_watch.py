@@ -154,7 +154,7 @@ def test_a_watcher_that_did_not_acknowledge_is_an_error_but_finishes() -> None:
 
 
 class FencedTask:
-    """What :meth:`RadosEventLink._ack_after` needs of a task: its end's waiters."""
+    """What :func:`~pyiscsi.target.tmf.when_ended` needs of a task: its end's waiters."""
 
     def __init__(self) -> None:
         self.waiters: list[Any] | None = None

@@ -405,7 +405,7 @@ def test_a_reset_by_another_gateway_aborts_this_gateways_tasks_and_fences_their_
     tasks on it too (SAM-5 §6.3), with no response; the ones with store work in flight are
     answered for the acknowledgement to wait on. Other LUs and other events: untouched."""
     from pyiscsi.scsi.lu_events import UnitAttentionEvent
-    from pyiscsi.target.tmf import reset_by_another_gateway
+    from pyiscsi.target.tmf import after_another_gateway
 
     a, b = session(catalog), session(catalog, isid=0x400000000002)
     store.later = {StoreOpKind.FLUSH}
@@ -417,8 +417,8 @@ def test_a_reset_by_another_gateway_aborts_this_gateways_tasks_and_fences_their_
     in_flight = requests(a) + requests(b)
     assert len(in_flight) == 2
     grown = UnitAttentionEvent(0x2A, 0x09)
-    assert reset_by_another_gateway(catalog, lu, grown) == []  # not a reset
-    fenced = reset_by_another_gateway(catalog, lu, UnitAttentionEvent(0x29, 0x03))
+    assert after_another_gateway(catalog, lu, grown) == []  # not a reset
+    fenced = after_another_gateway(catalog, lu, UnitAttentionEvent(0x29, 0x03))
     assert sorted(t.itt for t in fenced) == sorted([w1.itt, w2.itt])
     assert catalog.state.events.remote_aborts == 2
     ended: list[int] = []

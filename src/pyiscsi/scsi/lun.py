@@ -189,9 +189,9 @@ class LogicalUnit:
         when they have it; None when there is no link or the attention is not shared,
         :data:`~.lu_events.SHARED_ATTENTIONS`)."""
         self.attentions.establish(asc, ascq)
-        if self.events is None or (asc, ascq) not in SHARED_ATTENTIONS:
+        if (asc, ascq) not in SHARED_ATTENTIONS:
             return None
-        return self.events.publish(UnitAttentionEvent(asc, ascq))
+        return self.publish(UnitAttentionEvent(asc, ascq))
 
     def receive(self, event: LuEvent) -> None:
         """Another gateway raised ``event``: applied here only, never published again (a

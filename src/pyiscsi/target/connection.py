@@ -1012,17 +1012,7 @@ class TargetConnection:
         if not pending:
             answer()
             return
-        waiting = {id(item) for item in pending}
-
-        def ended(item: object) -> None:
-            waiting.discard(id(item))
-            if not waiting and self.phase is Phase.FULL_FEATURE:
-                answer()
-
-        for item in pending:
-            if item.waiters is None:
-                item.waiters = []
-            item.waiters.append(ended)
+        tmf.when_ended(pending, lambda: answer() if self.phase is Phase.FULL_FEATURE else None)
 
     def abort(self, task: Task, fence: list[Task] | None = None) -> None:
         """Abort a task: no response; its entries are freed as their bursts end. One whose

@@ -7,14 +7,14 @@ another connection's private state. ErrorRecoveryLevel is 0: TASK REASSIGN is re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..proto import pdu as P
 from ..proto.serial import sn_le, sn_lt
 from ..proto.wire import TmfFunction, TmfResponse
-from ..scsi.lu_events import Delivery, LuEvent, TaskSetClearedEvent, UnitAttentionEvent
+from ..scsi.lu_events import Delivery, LuEvent, TaskSetClearedEvent
 from ..scsi.sense import Asc
 from ..scsi.task import lun_from_field
 from ..scsi.unit_attention import RESET_ASC, ResetKind
@@ -37,6 +37,25 @@ class Fence:
 
     def pending(self) -> list[Task | Delivery]:
         return [*self.tasks, *(d for d in self.deliveries if not d.done)]
+
+
+def when_ended(items: Sequence[Task | Delivery], then: Callable[[], None]) -> None:
+    """Call ``then()`` once every one of ``items`` has ended (a task whose store work was in
+    flight, a delivery to the other gateways): what a task management response, or the
+    acknowledgement of another gateway's reset, waits for. At once when there is none."""
+    waiting = {id(item) for item in items}
+
+    def ended(item: object) -> None:
+        waiting.discard(id(item))
+        if not waiting:
+            then()
+
+    if not waiting:
+        then()
+    for item in items:
+        if item.waiters is None:
+            item.waiters = []
+        item.waiters.append(ended)
 
 
 Handler = Callable[["TargetConnection", P.TaskMgmtRequest, Fence], TmfResponse]
@@ -154,7 +173,16 @@ RESET_OF_ASC = {asc: kind for kind, asc in RESET_ASC.items()}
 
 def after_another_gateway(catalog: Catalog, lu: LogicalUnit, event: LuEvent) -> list[Task]:
     """What another gateway's event on a shared LU does to this gateway's tasks (after
-    :meth:`LogicalUnit.receive` applied it): a reset or a cleared task set aborts them.
+    :meth:`LogicalUnit.receive` applied it).
+
+    A reset (its unit attention, 29h/01h-03h): a LOGICAL UNIT RESET aborts the tasks of
+    every I_T nexus of the LU (SAM-5 §6.3; a target reset every LU's, §6.4-6.5), those that
+    came in through this gateway too: they end here as that gateway's own did, with no
+    response (TAS=0), and the LU's state resets. (This gateway's sessions stay: a cold reset
+    ends the sessions of the target port it came through.) A cleared task set: the same
+    abort, with COMMANDS CLEARED BY ANOTHER INITIATOR for the nexuses that had commands
+    (:func:`clear_task_set`). Other events abort nothing.
+
     Answers the aborted tasks whose store work is still in flight: the acknowledgement of
     the event waits for them, so the other gateway answers its task management function
     only once no write of theirs can land after it."""
@@ -163,32 +191,15 @@ def after_another_gateway(catalog: Catalog, lu: LogicalUnit, event: LuEvent) -> 
         return []
     fence: list[Task] = []
     if isinstance(event, TaskSetClearedEvent):
-        catalog.state.events.remote_aborts += _clear_task_set(catalog, target, lu, fence)
-    elif isinstance(event, UnitAttentionEvent):
-        fence = reset_by_another_gateway(catalog, lu, event)
-    return fence
-
-
-def reset_by_another_gateway(catalog: Catalog, lu: LogicalUnit, event: LuEvent) -> list[Task]:
-    """Another gateway of a shared LU reset it: its reset unit attention arrived
-    (:meth:`LogicalUnit.receive` established it). A LOGICAL UNIT RESET aborts the tasks of
-    every I_T nexus of the LU (SAM-5 §6.3; a target reset every LU's, §6.4-6.5), those that
-    came in through this gateway too: they end here as that gateway's own did, with no
-    response (TAS=0), and the LU's state resets. Answers the aborted tasks whose store work
-    is still in flight: the acknowledgement of the event waits for them, so the other
-    gateway answers its reset only once no write of theirs can land after it. Other events
-    abort nothing. (This gateway's sessions stay: a cold reset ends the sessions of the
-    target port it came through.)"""
-    if not isinstance(event, UnitAttentionEvent):
-        return []
-    kind = RESET_OF_ASC.get((event.asc, event.ascq))
-    target = catalog.targets.get(lu.target_name)
-    if kind is None or target is None or target.luns.get(lu.number) is not lu:
-        return []
-    fence: list[Task] = []
-    for session in catalog.sessions_of(target):
-        catalog.state.events.remote_aborts += session.abort_tasks({lu.number}, fence)
-    lu.reset(kind)
+        aborted = _clear_task_set(catalog, target, lu, fence)
+    else:
+        kind = RESET_OF_ASC.get((event.asc, event.ascq))
+        if kind is None:
+            return []
+        aborted = sum(session.abort_tasks({lu.number}, fence)
+                      for session in catalog.sessions_of(target))
+        lu.reset(kind)
+    catalog.state.events.remote_aborts += aborted
     return fence
 
 

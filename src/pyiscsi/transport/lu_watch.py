@@ -35,6 +35,7 @@ from ..ceph.errors import CephError
 from ..ceph.librados import Cluster, IoCtx, NotifyResult, Watch
 from ..scsi.lu_events import Delivery, LuEvent, decode_event, describe, encode_event
 from ..scsi.lun import LogicalUnit
+from ..target.tmf import when_ended
 
 if TYPE_CHECKING:
     from ..target.catalog import Catalog
@@ -147,23 +148,9 @@ class RadosEventLink:
                     log.info("LUN %d: that aborted %d task(s) here with store work in "
                              "flight; acknowledging once they have ended", self.lu.number,
                              len(fenced))
-                    self._ack_after(fenced, watch, notify_id)
+                    when_ended(fenced, lambda: self._ack(watch, notify_id))
                     return
         self._ack(watch, notify_id)
-
-    def _ack_after(self, fenced: list[Task], watch: Watch, notify_id: int) -> None:
-        """Acknowledge once every task in ``fenced`` has ended (its store work completed)."""
-        waiting = {id(task) for task in fenced}
-
-        def ended(task: Task) -> None:
-            waiting.discard(id(task))
-            if not waiting:
-                self._ack(watch, notify_id)
-
-        for task in fenced:
-            if task.waiters is None:
-                task.waiters = []
-            task.waiters.append(ended)
 
     def _ack(self, watch: Watch, notify_id: int) -> None:
         try:

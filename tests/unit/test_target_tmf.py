@@ -74,6 +74,22 @@ def tmf(conn: TargetConnection, function: TmfFunction, cmdsn: int, lun: int = 0)
                                       cmdsn=cmdsn, immediate=True)))
 
 
+def completes(conn: TargetConnection) -> None:
+    """The one reply is the TMF response 'Function complete'."""
+    (reply,) = drain(conn)
+    assert isinstance(reply.pdu, P.TaskMgmtResponse)
+    assert reply.pdu.response == TmfResponse.FUNCTION_COMPLETE
+
+
+def plug_gap_silently(conn: TargetConnection, cmdsn: int, expcmdsn: int) -> None:
+    """A NOP-Out at ``cmdsn`` closes the gap: only its NOP-In comes back (nothing held
+    behind the gap is answered), ExpCmdSN reaches ``expcmdsn`` and the window is whole."""
+    feed(conn, wire(P.NopOut(itt=0x21, cmdsn=cmdsn, immediate=False)))
+    assert [(type(r.pdu), r.pdu.itt) for r in drain(conn)] == [(P.NopIn, 0x21)]
+    assert conn.session is not None and conn.session.expcmdsn == expcmdsn
+    assert window(conn) == conn.catalog.limits.queue_depth
+
+
 def responses(replies: list[Reply]) -> list[tuple[int, int]]:
     """(ITT, status) of every SCSI Response."""
     return [(r.pdu.itt, r.pdu.status) for r in replies if isinstance(r.pdu, P.ScsiResponse)]
@@ -90,14 +106,8 @@ def test_refused_command_held_behind_a_gap_is_aborted(function: TmfFunction) -> 
     refused(conn, 0x11, n + 1)
     assert drain(conn) == []
     tmf(conn, function, n + 2)
-    (reply,) = drain(conn)
-    assert isinstance(reply.pdu, P.TaskMgmtResponse)
-    assert reply.pdu.response == TmfResponse.FUNCTION_COMPLETE
-    feed(conn, wire(P.NopOut(itt=0x21, cmdsn=n, immediate=False)))
-    later = drain(conn)
-    assert [(type(r.pdu), r.pdu.itt) for r in later] == [(P.NopIn, 0x21)]
-    assert conn.session is not None and conn.session.expcmdsn == n + 2
-    assert window(conn) == conn.catalog.limits.queue_depth
+    completes(conn)
+    plug_gap_silently(conn, n, n + 2)
     ini.cmdsn = n + 2
     ini.command(TUR, lun=1, itt=0x30)  # LUN 1: no unit attention from a LUN 0 reset
     assert responses(drain(conn)) == [(0x30, 0x00)]
@@ -114,9 +124,7 @@ def test_refused_command_on_another_lun_is_still_answered(function: TmfFunction)
     refused(conn, 0x11, n + 1, lun=1)
     refused(conn, 0x12, n + 2, lun=0)
     tmf(conn, function, n + 3)
-    (reply,) = drain(conn)
-    assert isinstance(reply.pdu, P.TaskMgmtResponse)
-    assert reply.pdu.response == TmfResponse.FUNCTION_COMPLETE
+    completes(conn)
     feed(conn, wire(P.NopOut(itt=0x21, cmdsn=n, immediate=False)))
     later = drain(conn)
     assert [(type(r.pdu), r.pdu.itt) for r in later] == [(P.NopIn, 0x21), (P.ScsiResponse, 0x11)]
@@ -137,13 +145,8 @@ def test_held_refusal_on_the_lu_of_another_session_is_aborted_by_lu_reset() -> N
     m = ini_b.cmdsn
     refused(conn_b, 0x11, m + 1)
     tmf(conn_a, TmfFunction.LOGICAL_UNIT_RESET, ini_a.cmdsn)
-    (reply,) = drain(conn_a)
-    assert isinstance(reply.pdu, P.TaskMgmtResponse)
-    assert reply.pdu.response == TmfResponse.FUNCTION_COMPLETE
-    feed(conn_b, wire(P.NopOut(itt=0x21, cmdsn=m, immediate=False)))
-    assert [(type(r.pdu), r.pdu.itt) for r in drain(conn_b)] == [(P.NopIn, 0x21)]
-    assert conn_b.session is not None and conn_b.session.expcmdsn == m + 2
-    assert window(conn_b) == conn_b.catalog.limits.queue_depth
+    completes(conn_a)
+    plug_gap_silently(conn_b, m, m + 2)
 
 
 def test_abort_task_set_leaves_other_sessions_held_refusals() -> None:
@@ -170,13 +173,8 @@ def test_target_warm_reset_aborts_held_refusals_on_every_lu() -> None:
     refused(conn, 0x11, n + 1, lun=0)
     refused(conn, 0x12, n + 2, lun=1)
     tmf(conn, TmfFunction.TARGET_WARM_RESET, n + 3)
-    (reply,) = drain(conn)
-    assert isinstance(reply.pdu, P.TaskMgmtResponse)
-    assert reply.pdu.response == TmfResponse.FUNCTION_COMPLETE
-    feed(conn, wire(P.NopOut(itt=0x21, cmdsn=n, immediate=False)))
-    assert [(type(r.pdu), r.pdu.itt) for r in drain(conn)] == [(P.NopIn, 0x21)]
-    assert conn.session is not None and conn.session.expcmdsn == n + 3
-    assert window(conn) == conn.catalog.limits.queue_depth
+    completes(conn)
+    plug_gap_silently(conn, n, n + 3)
 
 
 # --- CLEAR TASK SET: the LU's whole task set (SAM-5 §7.5) --------------------------------
@@ -209,9 +207,7 @@ def finish_write(ini: Initiator, itt: int, ttt: int, lun: int = 0) -> None:
 
 def function_complete(ini: Initiator, function: TmfFunction, lun: int = 0) -> None:
     tmf(ini.conn, function, ini.cmdsn, lun=lun)
-    (reply,) = drain(ini.conn)
-    assert isinstance(reply.pdu, P.TaskMgmtResponse)
-    assert reply.pdu.response == TmfResponse.FUNCTION_COMPLETE
+    completes(ini.conn)
 
 
 def tur(ini: Initiator, lun: int = 0) -> tuple[int, bytes]:
@@ -307,9 +303,6 @@ def test_clear_task_set_aborts_another_sessions_held_refusal() -> None:
     m = ini_b.cmdsn
     refused(conn_b, 0x11, m + 1)
     function_complete(ini_a, TmfFunction.CLEAR_TASK_SET)
-    feed(conn_b, wire(P.NopOut(itt=0x21, cmdsn=m, immediate=False)))
-    assert [(type(r.pdu), r.pdu.itt) for r in drain(conn_b)] == [(P.NopIn, 0x21)]
-    assert conn_b.session is not None and conn_b.session.expcmdsn == m + 2
-    assert window(conn_b) == conn_b.catalog.limits.queue_depth
+    plug_gap_silently(conn_b, m, m + 2)
     ini_b.cmdsn = m + 2
     assert tur(ini_b) == CLEARED

@@ -54,3 +54,34 @@ wait_serving() {
     cat "$err" >&2 2>/dev/null
     return 1
 }
+
+# ceph_cluster OSD_BYTES: use $CEPH_CONF when it reaches a cluster, else start micro-ceph in
+# $WORK/ceph (monitor on $CEPH_PORT, a memstore of OSD_BYTES, no mgr) and set OWN_CEPH=1;
+# exports CEPH_CONF either way. Needs WORK and CEPH_PORT.
+ceph_cluster() {
+    if [[ -z ${CEPH_CONF:-} ]] || ! timeout 20 ceph --conf "$CEPH_CONF" health >/dev/null 2>&1; then
+        echo "# starting micro-ceph in $WORK/ceph (port $CEPH_PORT)" >&2
+        CEPH_DIR=$WORK/ceph CEPH_MON_PORT=$CEPH_PORT CEPH_WITH_MGR=0 CEPH_OSD_BYTES=$1 \
+            "$PEERS/micro-ceph.sh" start >&2 || return 1
+        OWN_CEPH=1
+        CEPH_CONF=$WORK/ceph/ceph.conf
+    fi
+    export CEPH_CONF
+}
+
+# ceph_cleanup IMAGE...: stop the micro-ceph ceph_cluster started, or remove the images
+# (POOL/NAME) from the cluster that was given.
+ceph_cleanup() {
+    if [[ -n ${OWN_CEPH:-} ]]; then
+        CEPH_DIR=$WORK/ceph FAST=1 "$PEERS/micro-ceph.sh" stop >/dev/null 2>&1
+    else
+        local image
+        for image in "$@"; do timeout 60 rbd --conf "$CEPH_CONF" rm "$image" >/dev/null 2>&1; done
+    fi
+}
+
+# nocache_conf PATH: write a copy of $CEPH_CONF with librbd's cache off (`rbd cache = false`,
+# as pyiscsi runs) to PATH.
+nocache_conf() {
+    { cat "$CEPH_CONF"; printf '\n[client]\n\trbd cache = false\n'; } >"$1"
+}

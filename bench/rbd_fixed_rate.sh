@@ -28,27 +28,16 @@ TAG=$$
 cleanup() {
     [[ -n $PYPID ]] && kill "$PYPID" 2>/dev/null && wait "$PYPID" 2>/dev/null
     WORKDIR=$WORK/tgt "$PEERS/stop-tgtd.sh" >/dev/null 2>&1
-    if [[ -n $OWN_CEPH ]]; then
-        CEPH_DIR=$WORK/ceph FAST=1 "$PEERS/micro-ceph.sh" stop >/dev/null 2>&1
-    else
-        for i in py tgt; do timeout 60 rbd --conf "$CEPH_CONF" rm "rbd/rate-$i-$TAG" >/dev/null 2>&1; done
-    fi
+    ceph_cleanup "rbd/rate-py-$TAG" "rbd/rate-tgt-$TAG"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 mkdir -p "$WORK/py" "$WORK/tgt"
 [[ -x $FIO ]] || { echo "rbd_fixed_rate.sh: no fio with libiscsi at $FIO (../shared/peers/install.sh)" >&2; exit 1; }
 
-if [[ -z ${CEPH_CONF:-} ]] || ! timeout 20 ceph --conf "$CEPH_CONF" health >/dev/null 2>&1; then
-    echo "# starting micro-ceph in $WORK/ceph (port $CEPH_PORT)" >&2
-    CEPH_DIR=$WORK/ceph CEPH_MON_PORT=$CEPH_PORT CEPH_WITH_MGR=0 CEPH_OSD_BYTES=$((4 << 30)) \
-        "$PEERS/micro-ceph.sh" start >&2 || exit 1
-    OWN_CEPH=1
-    export CEPH_CONF=$WORK/ceph/ceph.conf
-fi
-export CEPH_CONF
+ceph_cluster $((4 << 30)) || exit 1
 NC_CONF=$WORK/ceph-nocache.conf
-{ cat "$CEPH_CONF"; printf '\n[client]\n\trbd cache = false\n'; } >"$NC_CONF"
+nocache_conf "$NC_CONF"
 
 (cd "$WORK/py" && exec "$PY" -m pyiscsi.cli serve --portal "127.0.0.1:$PY_PORT" --admin-socket off \
     --ceph-conf "$CEPH_CONF" --lun "rbd:rbd/rate-py-$TAG,size=${SIZE_MB}MiB" \

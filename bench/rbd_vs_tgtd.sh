@@ -37,11 +37,7 @@ cleanup() {
     [[ -n $PYPID ]] && kill "$PYPID" 2>/dev/null && wait "$PYPID" 2>/dev/null
     WORKDIR=$WORK/tgt "$PEERS/stop-tgtd.sh" >/dev/null 2>&1
     WORKDIR=$WORK/tgt-nc "$PEERS/stop-tgtd.sh" >/dev/null 2>&1
-    if [[ -n $OWN_CEPH ]]; then
-        CEPH_DIR=$WORK/ceph FAST=1 "$PEERS/micro-ceph.sh" stop >/dev/null 2>&1
-    else
-        for i in py tgt tgt-nc base; do timeout 60 rbd --conf "$CEPH_CONF" rm "rbd/bench-$i-$TAG" >/dev/null 2>&1; done
-    fi
+    ceph_cleanup "rbd/bench-py-$TAG" "rbd/bench-tgt-$TAG" "rbd/bench-tgt-nc-$TAG" "rbd/bench-base-$TAG"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -53,17 +49,10 @@ for c in "$CTRL_PORT" "$CTRL_NC_PORT"; do
         exit 1
     fi
 done
-if [[ -z ${CEPH_CONF:-} ]] || ! timeout 20 ceph --conf "$CEPH_CONF" health >/dev/null 2>&1; then
-    echo "# starting micro-ceph in $WORK/ceph (port $CEPH_PORT)" >&2
-    # room for the four images and then some: a full memstore OSD hangs the writes
-    osd_bytes=$(( (4 * SIZE_MB * 3 / 2 + 1024) * 1024 * 1024 ))
-    ((osd_bytes < 4 * 1024 * 1024 * 1024)) && osd_bytes=$((4 * 1024 * 1024 * 1024))
-    CEPH_DIR=$WORK/ceph CEPH_MON_PORT=$CEPH_PORT CEPH_WITH_MGR=0 CEPH_OSD_BYTES=${CEPH_OSD_BYTES:-$osd_bytes} \
-        "$PEERS/micro-ceph.sh" start >&2 || exit 1
-    OWN_CEPH=1
-    export CEPH_CONF=$WORK/ceph/ceph.conf
-fi
-export CEPH_CONF
+# room for the four images and then some: a full memstore OSD hangs the writes
+osd_bytes=$(( (4 * SIZE_MB * 3 / 2 + 1024) * 1024 * 1024 ))
+((osd_bytes < 4 * 1024 * 1024 * 1024)) && osd_bytes=$((4 * 1024 * 1024 * 1024))
+ceph_cluster "${CEPH_OSD_BYTES:-$osd_bytes}" || exit 1
 
 (cd "$WORK/py" && exec "$PY" -m pyiscsi.cli serve --portal "127.0.0.1:$PY_PORT" --admin-socket off \
     --ceph-conf "$CEPH_CONF" --lun "rbd:rbd/bench-py-$TAG,size=${SIZE_MB}MiB" \
@@ -82,7 +71,7 @@ start_tgtd() {  # NAME PORT CTRL CONF -> the LUN's URL on stdout; pid in $WORK/N
     echo "$url"
 }
 NC_CONF=$WORK/ceph-nocache.conf
-{ cat "$CEPH_CONF"; printf '\n[client]\n\trbd cache = false\n'; } >"$NC_CONF"
+nocache_conf "$NC_CONF"
 TGTURL=$(start_tgtd tgt "$TGT_PORT" "$CTRL_PORT" "$CEPH_CONF") || exit 1
 TGTPID=$(cat "$WORK/tgt/tgtd.pid")
 TGTNCURL=$(start_tgtd tgt-nc "$TGT_NC_PORT" "$CTRL_NC_PORT" "$NC_CONF") || exit 1

@@ -49,6 +49,8 @@ _SERVER_COUNTERS = (
     ("partial_pdus", "partial_pdus", "Connections closed sitting on part of a PDU"),
     ("store_requests", "store_requests", "Store requests run off the event loop"),
     ("store_requests_failed", "store_requests_failed", "Store requests that raised"),
+    ("store_requests_async", "store_requests_async",
+     "Store requests completed by the store's own asynchronous I/O (librbd aio), no thread"),
 )
 _PAYLOAD = (
     ("rx_placed", "rx", "placed"),

@@ -94,6 +94,10 @@ def test_write_read_back_lands_in_the_cluster(rbd_server: Server, ceph_conf: str
     after = rbd_server.fresh_stats()
     assert after["rx_placed"] - before["rx_placed"] >= 2 * MiB  # past the first burst
     assert after["tx_copied"] == before["tx_copied"]  # reads sent from librbd's buffer
+    # every request went to librbd's aio (none to a worker's blocking call)
+    requests = after["store_requests"] - before["store_requests"]
+    assert requests > 0
+    assert after["store_requests_async"] - before["store_requests_async"] == requests
 
 
 def test_compare_and_write_miscompare_reports_the_offset(rbd_server: Server) -> None:

@@ -54,13 +54,17 @@ class EventFdStore(MemoryStore):
 
     def __init__(self, fail: StoreOpKind | None = None) -> None:
         super().__init__(4096)
-        self.completion_fd = os.eventfd(0, os.EFD_NONBLOCK)
+        self.event_fd = os.eventfd(0, os.EFD_NONBLOCK)
         self.fail = fail
         self.submitted: list[StoreOpKind] = []
         self.loop_thread = threading.get_ident()
         self._done: list[tuple[Callable[[BaseException | None], None], BaseException | None]]
         self._done = []
         self.reaped_on: set[int] = set()
+
+    @property
+    def completion_fd(self) -> int | None:
+        return self.event_fd
 
     def asynchronous(self, op: StoreOp) -> bool:
         return op.kind is not StoreOpKind.CALL
@@ -71,13 +75,13 @@ class EventFdStore(MemoryStore):
 
         def complete() -> None:
             self._done.append((on_done, error))
-            os.eventfd_write(self.completion_fd, 1)
+            os.eventfd_write(self.event_fd, 1)
 
         threading.Timer(0.01, complete).start()
 
     def reap(self) -> None:
         self.reaped_on.add(threading.get_ident())
-        os.eventfd_read(self.completion_fd)
+        os.eventfd_read(self.event_fd)
         done, self._done = self._done, []
         for on_done, error in done:
             on_done(error)

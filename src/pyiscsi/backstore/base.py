@@ -81,10 +81,14 @@ class BackingStore(abc.ABC):
     leaves a torn block; a file store writes with ``pwrite(2)`` instead, whose copy into the
     page cache a dying process cannot cut inside a page (every block whole, old or new)."""
 
-    completion_fd: int | None = None
-    """A file descriptor that is readable when operations started with :meth:`submit`
-    completed (then the loop calls :meth:`reap`); None: the store has no asynchronous
-    submission, worker threads :meth:`perform` its operations."""
+    @property
+    def completion_fd(self) -> int | None:
+        """A file descriptor that is readable when operations started with :meth:`submit`
+        completed (then the loop calls :meth:`reap`); None: the store has no asynchronous
+        submission, worker threads :meth:`perform` its operations. A property, so that a
+        compiled caller asks the subclass (a class attribute would be read from the base's
+        slot)."""
+        return None
 
     def limits(self) -> dict[str, int]:
         """Limits of the medium that override the logical unit's defaults (names of

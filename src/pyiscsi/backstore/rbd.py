@@ -172,7 +172,7 @@ class RbdStore(BackingStore):
         return self.name
 
     @property
-    def completion_fd(self) -> int | None:  # type: ignore[override]
+    def completion_fd(self) -> int | None:
         return self.image.event_fd
 
     def limits(self) -> dict[str, int]:

@@ -142,6 +142,7 @@ class TargetServer:
                 "live_connections": len(self._protocols),
                 "sessions": len(self.catalog.sessions),
                 "store_requests": runner.submitted if runner is not None else 0,
+                "store_requests_async": runner.async_completed if runner is not None else 0,
                 "store_requests_queued_max": runner.queued_max if runner is not None else 0}
 
 

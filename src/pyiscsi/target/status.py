@@ -143,6 +143,7 @@ def snapshot(catalog: Catalog, *, runner: StoreRunner | None = None) -> dict[str
     if runner is not None:
         counters["store_requests"] = runner.stats.submitted
         counters["store_requests_failed"] = runner.stats.failed
+        counters["store_requests_async"] = runner.stats.async_completed
         counters["store_requests_queued_max"] = runner.stats.queued_max
     targets = []
     for target in catalog.targets.values():

@@ -62,6 +62,10 @@ COMPILED = [
     "backstore/ops.py",
     # transport
     "transport/stream.py",
+    "transport/store_runner.py",
+    "backstore/rbd.py",
+    "backstore/pool.py",
+    "ceph/librbd.py",
 ]
 
 

@@ -17,6 +17,8 @@ from pyiscsi.proto.errors import (
 from pyiscsi.proto.framing import DISCARD, VERIFY_FIRST, PduReceived, Receiver, Route, frame
 from pyiscsi.proto.wire import RejectReason
 
+from ..dataclass_init import assert_init_matches_fields
+
 
 class Router:
     """Routes Data-Out payloads into ``memory`` at BufferOffset; others are control data."""
@@ -356,3 +358,10 @@ def test_verify_first_needs_a_late_router() -> None:
     rx = Receiver(LateRouter())
     with pytest.raises(LocalProtocolError):
         rx.feed(data_out(0, b"x" * 100))
+
+
+def test_pdu_received_init_sets_every_field_in_order_with_its_default() -> None:
+    """PduReceived writes its own __init__ (compiled: the generated one stays interpreted)."""
+    values = (P.NopOut(itt=1), b"h" * 48, b"a" * 4, b"data", PduRejected(
+        RejectReason.PROTOCOL_ERROR, "x"), 512, 64)
+    assert_init_matches_fields(PduReceived, values, required=2)

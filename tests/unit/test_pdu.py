@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pyiscsi.proto import pdu as P
 from pyiscsi.proto.errors import PduRejected
 from pyiscsi.proto.wire import Opcode, RejectReason
+
+from ..dataclass_init import assert_init_matches_fields
 
 # A READ(10) of 8 blocks at LBA 0x1234, ITT 0x11223344, CmdSN 7, ExpStatSN 9, EDTL 4096, LUN 1.
 READ10_BHS = bytes.fromhex(
@@ -26,6 +30,15 @@ def test_scsi_command_vector() -> None:
                         expected_length=4096, cmdsn=7, expstatsn=9, lun=1 << 48, read=True)
     assert cmd.encode() == READ10_BHS
     assert P.decode_bhs(READ10_BHS) == cmd
+
+
+def test_scsi_command_init_sets_every_field_in_order_with_its_default() -> None:
+    """ScsiCommand writes its own __init__ (compiled: the generated one stays interpreted)."""
+    values = (0x11223344, bytes(range(16)), 4096, 7, 9, 1 << 48, True, False, False, 2, True,
+              4, 512)
+    assert_init_matches_fields(P.ScsiCommand, values, required=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        P.ScsiCommand(*values).itt = 2  # type: ignore[misc]
 
 
 def test_data_out_vector_fig9d_pdu4() -> None:

@@ -24,6 +24,7 @@ from pyiscsi.target.catalog import Catalog, Target
 from pyiscsi.target.connection import TargetConnection
 from pyiscsi.target.storework import StoreRequest
 
+from ..dataclass_init import assert_init_matches_fields
 from ..pair import TARGET, Initiator, drain, feed, wire
 
 BLOCK = 512
@@ -431,3 +432,9 @@ def test_a_reset_by_another_gateway_aborts_this_gateways_tasks_and_fences_their_
     for pair in (a, b):
         nothing_left(pair)
         pair.conn.close()
+
+
+def test_store_request_init_sets_every_field_in_order() -> None:
+    """StoreRequest writes its own __init__ (compiled: the generated one stays interpreted)."""
+    values = (7, MemoryStore(4096), (StoreOp(StoreOpKind.FLUSH),), 4096)
+    assert_init_matches_fields(StoreRequest, values, required=4)

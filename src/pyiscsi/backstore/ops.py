@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+_setattr = object.__setattr__
+"""How a frozen dataclass's own ``__init__`` sets its fields (as the generated one does)."""
+
 
 class StoreOpKind(Enum):
     """The kinds of store operation (SBC-4 §4.x commands they serve in brackets)."""
@@ -54,6 +57,18 @@ class StoreOp:
     buffer: memoryview | bytes | None = None
     call: Callable[[], None] | None = None
     """For :attr:`StoreOpKind.CALL`: the blocking work to run."""
+
+    def __init__(self, kind: StoreOpKind, offset: int = 0, length: int = 0,
+                 buffer: memoryview | bytes | None = None,
+                 call: Callable[[], None] | None = None) -> None:
+        """The fields above, in their order (``dataclass`` keeps an ``__init__`` the class
+        defines; the generated one stays interpreted under mypyc, and every command that
+        reaches a store builds one: ``tests/dataclass_init.py``)."""
+        _setattr(self, "kind", kind)
+        _setattr(self, "offset", offset)
+        _setattr(self, "length", length)
+        _setattr(self, "buffer", buffer)
+        _setattr(self, "call", call)
 
     @property
     def modifying(self) -> bool:

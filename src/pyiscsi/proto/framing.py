@@ -31,6 +31,9 @@ from .errors import DigestError, LocalProtocolError, PduRejected, RemoteProtocol
 from .pdu import Pdu, decode_bhs, padded
 from .wire import BHS_LENGTH, DIGEST_LENGTH, RejectReason
 
+_setattr = object.__setattr__
+"""How a frozen dataclass's own ``__init__`` sets its fields (as the generated one does)."""
+
 
 class _Discard:
     """Sentinel: drain this payload into the scratch sink."""
@@ -82,6 +85,20 @@ class PduReceived:
     """Payload bytes received straight into the destination (no copy)."""
     staged: int = 0
     """Payload bytes copied from a staging read into the destination."""
+
+    def __init__(self, pdu: Pdu | None, header: bytes, ahs: bytes = b"",
+                 data: bytes | None = None, rejected: PduRejected | None = None,
+                 placed: int = 0, staged: int = 0) -> None:
+        """The fields above, in their order (``dataclass`` keeps an ``__init__`` the class
+        defines; the generated one stays interpreted under mypyc, and one event is built
+        per PDU: ``tests/dataclass_init.py``)."""
+        _setattr(self, "pdu", pdu)
+        _setattr(self, "header", header)
+        _setattr(self, "ahs", ahs)
+        _setattr(self, "data", data)
+        _setattr(self, "rejected", rejected)
+        _setattr(self, "placed", placed)
+        _setattr(self, "staged", staged)
 
 
 _HEADER, _PAYLOAD, _DIRECT, _TAIL = range(4)

@@ -19,6 +19,9 @@ from typing import ClassVar, TypeAlias
 from .errors import PduRejected
 from .wire import BHS_LENGTH, RESERVED_TAG, Opcode, RejectReason
 
+_setattr = object.__setattr__
+"""How a frozen dataclass's own ``__init__`` sets its fields (as the generated one does)."""
+
 _SKELETON = struct.Struct(">BBBBIQI7I")
 _CMD = struct.Struct(">BBBBIQIIII16s")
 _Words: TypeAlias = tuple[int, ...]
@@ -118,6 +121,30 @@ class ScsiCommand(Pdu):
     ahs_length: int = 0
     data_length: int = 0
 
+    def __init__(self, itt: int, cdb: bytes, expected_length: int = 0, cmdsn: int = 0,
+                 expstatsn: int = 0, lun: int = 0, read: bool = False, write: bool = False,
+                 final: bool = True, attr: int = 1, immediate: bool = False,
+                 ahs_length: int = 0, data_length: int = 0) -> None:
+        """The fields above, in their order (``dataclass`` keeps an ``__init__`` the class
+        defines). Written out because the one ``dataclasses`` generates stays interpreted
+        under mypyc: every command of the general path (each one on an RBD LU) decodes one,
+        and that ``__init__`` was the largest single cost of its engine (13% of the CPU per
+        1 MiB READ, ``bench/engine_cost.py``). ``tests/unit/test_pdu.py`` checks it sets
+        every field."""
+        _setattr(self, "itt", itt)
+        _setattr(self, "cdb", cdb)
+        _setattr(self, "expected_length", expected_length)
+        _setattr(self, "cmdsn", cmdsn)
+        _setattr(self, "expstatsn", expstatsn)
+        _setattr(self, "lun", lun)
+        _setattr(self, "read", read)
+        _setattr(self, "write", write)
+        _setattr(self, "final", final)
+        _setattr(self, "attr", attr)
+        _setattr(self, "immediate", immediate)
+        _setattr(self, "ahs_length", ahs_length)
+        _setattr(self, "data_length", data_length)
+
     def encode(self) -> bytes:
         b1 = ((_FINAL if self.final else 0) | (0x40 if self.read else 0)
               | (0x20 if self.write else 0) | (self.attr & 7))
@@ -129,10 +156,9 @@ class ScsiCommand(Pdu):
     @classmethod
     def decode(cls, w: _Words, bhs: bytes) -> ScsiCommand:
         b1 = w[1]
-        return cls(itt=w[6], cdb=bytes(bhs[32:48]), expected_length=w[7], cmdsn=w[8],
-                   expstatsn=w[9], lun=w[5], read=bool(b1 & 0x40), write=bool(b1 & 0x20),
-                   final=bool(b1 & _FINAL), attr=b1 & 7, immediate=bool(w[0] & _IMMEDIATE),
-                   ahs_length=(w[4] >> 24) * 4, data_length=w[4] & 0xFFFFFF)
+        return ScsiCommand(w[6], bytes(bhs[32:48]), w[7], w[8], w[9], w[5], bool(b1 & 0x40),
+                           bool(b1 & 0x20), bool(b1 & _FINAL), b1 & 7, bool(w[0] & _IMMEDIATE),
+                           (w[4] >> 24) * 4, w[4] & 0xFFFFFF)
 
 
 ScsiCommand.OPCODE = Opcode.SCSI_COMMAND

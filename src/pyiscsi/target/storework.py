@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from ..backstore.ops import StoreOp
     from ..scsi.busy import BusyRanges
 
+_setattr = object.__setattr__
+"""How a frozen dataclass's own ``__init__`` sets its fields (as the generated one does)."""
+
 INTERNAL_FAILURE = ScsiResult(ScsiStatus.CHECK_CONDITION,
                               fixed_sense(SenseKey.HARDWARE_ERROR,
                                           Asc.INTERNAL_TARGET_FAILURE.asc,
@@ -43,6 +46,16 @@ class StoreRequest:
     ops: tuple[StoreOp, ...]
     nbytes: int
     """Payload bytes the operations move (for the in-flight bound)."""
+
+    def __init__(self, token: int, store: BackingStore, ops: tuple[StoreOp, ...],
+                 nbytes: int) -> None:
+        """The fields above, in their order (``dataclass`` keeps an ``__init__`` the class
+        defines; the generated one stays interpreted under mypyc, and every command that
+        waits for its store builds one: ``tests/dataclass_init.py``)."""
+        _setattr(self, "token", token)
+        _setattr(self, "store", store)
+        _setattr(self, "ops", ops)
+        _setattr(self, "nbytes", nbytes)
 
     def run(self) -> BaseException | None:
         """Perform the operations in order on the calling thread (blocking); what the first

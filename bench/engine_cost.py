@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.pair import TARGET, Initiator, make_catalog, wire
+from tests.pair import TARGET, Initiator, feed, make_catalog, wire
 
 from pyiscsi.backstore.memory import MemoryStore
 from pyiscsi.backstore.ops import StoreOp, StoreOpKind
@@ -35,14 +35,20 @@ N = int(os.environ.get("N", "20000"))
 BATCH = 32
 
 
+def logged_in(catalog: Catalog) -> tuple[TargetConnection, Initiator]:
+    """A TargetConnection over ``catalog`` and its logged-in initiator, output taken."""
+    conn = TargetConnection(catalog, "bench")
+    ini = Initiator(conn)
+    ini.login()
+    conn.take_output()
+    return conn, ini
+
+
 def batch(kind: str) -> Callable[[], object]:
     """A logged-in TargetConnection and a call that sends it BATCH x 4 KiB READ(10) or
     WRITE(10) (with immediate data) through its receive path and takes the answers: what
     one measured step runs (also bench/compile_gain.py's engine cases)."""
-    conn = TargetConnection(make_catalog(64 << 20), "bench")
-    ini = Initiator(conn)
-    ini.login()
-    conn.take_output()
+    conn, ini = logged_in(make_catalog(64 << 20))
     data = b"\x5a" * 4096
     frames = []
     for i in range(BATCH):
@@ -60,13 +66,7 @@ def batch(kind: str) -> Callable[[], object]:
                                 data_length=len(payload))
             ini.cmdsn += 1
             stream.append(wire(cmd, payload or None))
-        blob = memoryview(b"".join(stream))
-        while blob:
-            buf = conn.get_buffer()
-            k = min(len(buf), len(blob))
-            buf[:k] = blob[:k]
-            blob = blob[k:]
-            conn.advance(k)
+        feed(conn, b"".join(stream))
         return conn.take_output()
 
     return step
@@ -99,10 +99,7 @@ def remote_batch(nbytes: int) -> Callable[[], object]:
     target = Target(TARGET)
     target.luns[0] = LogicalUnit(0, RemoteStore(64 << 20), TARGET)
     target.luns[0].peers = lambda: [0]
-    conn = TargetConnection(Catalog([target]), "bench")
-    ini = Initiator(conn)
-    ini.login()
-    conn.take_output()
+    conn, ini = logged_in(Catalog([target]))
     blocks = nbytes // 512
     cdbs = [struct.pack(">BBIBHB", 0x28, 0, i * blocks, 0, blocks, 0).ljust(16, b"\0")
             for i in range(BATCH)]
@@ -114,13 +111,7 @@ def remote_batch(nbytes: int) -> Callable[[], object]:
             stream.append(wire(P.ScsiCommand(itt=ini.itt, cdb=cdb, expected_length=nbytes,
                                              cmdsn=ini.cmdsn, read=True)))
             ini.cmdsn += 1
-        blob = memoryview(b"".join(stream))
-        while blob:
-            buf = conn.get_buffer()
-            k = min(len(buf), len(blob))
-            buf[:k] = blob[:k]
-            blob = blob[k:]
-            conn.advance(k)
+        feed(conn, b"".join(stream))
         for request in conn.take_store_requests():
             conn.store_completed(request.token, None)
         return conn.take_output()
